@@ -1,0 +1,53 @@
+# Every target creates .venv/ in the repo root on first use and installs into it.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock
+COACH  := $(VENV)/bin/coach
+QUESTION ?= why do my knees hurt?
+
+.PHONY: quickstart install install-test test test-unit lint ingest ask chat bot eval bench clean
+
+quickstart: install ## install, build the index, answer one question
+	$(COACH) ask "$(QUESTION)"
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+test: install-test lint ## lint, then the whole test suite
+	$(PY) -m pytest -q
+
+test-unit: install-test
+	$(PY) -m pytest -q -m "not integration"
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+ingest: install
+	$(COACH) ingest
+
+ask: quickstart
+
+chat: install
+	$(COACH) chat
+
+bot: install
+	$(COACH) bot
+
+eval: install
+	$(COACH) eval
+
+bench: install
+	$(COACH) bench
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,152 @@
+"""CoachService: the one core every front end calls. question -> triage -> retrieval -> verified Answer."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from coach.embeddings import NamedEmbeddings, load_minilm
+from coach.errors import CoachError
+from coach.extractive import Draft, compose
+from coach.models import Answer, Citation, Source
+from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
+from coach.safety import find_red_flags, normalise_question, urgent_message
+from coach.settings import Settings, load_settings
+from coach.store import ChunkStore
+from coach.text import collapse
+
+log = logging.getLogger(__name__)
+
+EXTRACTIVE = "extractive"
+# Below this share of the question's words found in the corpus, even a fair dense match is not trusted:
+# "taper plan before a marathon" sits close to running articles in embedding space.
+MIN_COVERAGE = 0.5
+STRONG_SIMILARITY = 0.55
+_MARK = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation, for follow-up questions."""
+
+    question: str
+    answer: str
+
+
+class CoachService:
+    """Holds the model, the store and the lexical index for the life of the process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embeddings: NamedEmbeddings,
+        store: ChunkStore,
+        snapshot: dict[str, dict],
+    ) -> None:
+        self.settings = settings
+        self.embeddings = embeddings
+        self.store = store
+        self.snapshot = snapshot
+        self.lexical = LexicalIndex(store.all_chunks())
+        self.retriever = HybridRetriever(store, embeddings, self.lexical)
+        self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
+        self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        embeddings: NamedEmbeddings | None = None,
+        auto_ingest: bool = True,
+        on_ingest: Callable[[str], None] | None = None,
+    ) -> CoachService:
+        """Open the index, building it first when there is none (and `auto_ingest` is set)."""
+        from ingest.pipeline import read_snapshot, run_ingest
+
+        settings = settings or load_settings()
+        embeddings = embeddings or load_minilm()
+        store = ChunkStore(settings, embeddings)
+        snapshot = read_snapshot(settings)
+        if not store.exists() or not snapshot:
+            if not auto_ingest:
+                raise CoachError(f"There is no index at {store.location} yet; run `coach ingest`.")
+            report = run_ingest(settings, embeddings)
+            if on_ingest:
+                on_ingest(report.summary())
+            store = ChunkStore(settings, embeddings, client=store.client)
+            snapshot = read_snapshot(settings)
+        store.check_model()
+        return cls(settings, embeddings, store, snapshot)
+
+    @property
+    def backend_name(self) -> str:
+        return EXTRACTIVE
+
+    def sources(self) -> list[Source]:
+        keys = Source.model_fields.keys()
+        return [Source(**{k: v for k, v in entry.items() if k in keys}) for entry in self.snapshot.values()]
+
+    def retrieve(self, question: str, *, mode: Mode = "hybrid") -> Retrieval:
+        return self.retriever.retrieve(question, k=self.settings.top_k, mode=mode)
+
+    def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        """A grounded answer: red flags first, then cited sentences, or an honest abstention."""
+        text = normalise_question(question, max_chars=self.settings.max_question_chars)
+        flags = find_red_flags(text)
+        if flags:
+            return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
+        retrieval = self.retrieve(text)
+        if not self._covered(retrieval):
+            return self._abstain(text)
+        draft = self._verified(
+            compose(retrieval, self.lexical.idf, self._source_texts, self._titles), retrieval
+        )
+        if not draft.citations:
+            return self._abstain(text)
+        return Answer(question=text, backend=self.backend_name, answer=draft.text, citations=draft.citations)
+
+    def _covered(self, retrieval: Retrieval) -> bool:
+        if not retrieval.hits or retrieval.best_similarity < self.settings.min_relevance:
+            return False
+        return retrieval.coverage >= MIN_COVERAGE or retrieval.best_similarity >= STRONG_SIMILARITY
+
+    def _abstain(self, question: str) -> Answer:
+        titles = "; ".join(f"“{t}”" for t in self._titles.values())
+        return Answer(
+            question=question,
+            backend=self.backend_name,
+            abstained=True,
+            answer=(
+                "The articles I answer from don't cover that, so I won't guess. "
+                f"They cover glute strength and running technique: {titles}."
+            ),
+        )
+
+    def _verified(self, draft: Draft, retrieval: Retrieval) -> Draft:
+        """Keep only citations whose quote is verbatim in its source and whose chunk was retrieved;
+        drop any claim whose mark does not resolve; renumber what is left in order of appearance."""
+        retrieved = {hit.chunk.chunk_id for hit in retrieval.hits}
+        valid: dict[int, Citation] = {}
+        for citation in draft.citations:
+            source_text = self._source_texts.get(citation.source_id, "")
+            if citation.chunk_id in retrieved and collapse(citation.quote) in source_text:
+                valid[citation.n] = citation
+            else:
+                log.error("dropping unverifiable citation %s from %s", citation.n, citation.source_id)
+        kept_lines: list[str] = []
+        renumber: dict[int, int] = {}
+        for line in draft.text.split("\n"):
+            marks = [int(m) for m in _MARK.findall(line)]
+            if marks and not all(m in valid for m in marks):
+                continue
+            for m in marks:
+                renumber.setdefault(m, len(renumber) + 1)
+            kept_lines.append(_MARK.sub(lambda m: f"[{renumber[int(m.group(1))]}]", line))
+        citations = [
+            valid[old].model_copy(update={"n": new})
+            for old, new in sorted(renumber.items(), key=lambda p: p[1])
+        ]
+        return Draft(text="\n".join(kept_lines).strip(), citations=citations)

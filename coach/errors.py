@@ -1,0 +1,27 @@
+"""Errors the coach reports to people: each carries a one-line message that says what to do."""
+
+from __future__ import annotations
+
+
+class CoachError(Exception):
+    """A failure a user can act on; front ends print `str(error)` and never a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(CoachError):
+    """The input itself is unusable (empty question, too long, no words)."""
+
+    exit_code = 2
+
+
+class CorpusError(CoachError):
+    """The corpus directory is missing, empty or unreadable."""
+
+
+class StoreError(CoachError):
+    """The vector store cannot be opened, read or written."""
+
+
+class IndexMismatchError(StoreError):
+    """The index was built with another embedding model than the one configured."""

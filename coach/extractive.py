@@ -1,0 +1,147 @@
+"""The offline `extractive` backend: an answer composed from the retrieved articles' own sentences."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from coach.models import Chunk, Citation
+from coach.retrieval import GENERIC_TERMS, Retrieval
+from coach.text import collapse, split_sentences, terms
+from ingest.clean import strip_marker
+
+MAX_EXPLAIN = 4
+MAX_ADVICE = 3
+MAX_PER_CHUNK = 2
+DUPLICATE_OVERLAP = 0.6  # word-set Jaccard above which two sentences say the same thing
+MIN_WORDS = 4  # shorter units (a bare list item) are only quoted together with their lead-in
+
+_BULLET_LINE = re.compile(r"^\s*(?:[•·▪◦*+-]|\d{1,2}[.)])\s+")
+_ADVICE = re.compile(
+    r"^(do|try|choose|learn|squeeze|stand|hinge|focus|see|seek|check|follow|practi[cs]e|incorporate|include"
+    r"|go|make sure|pay attention|listen|repeat|contract|lift|place|perform|start|avoid|firstly see|use)\b"
+    r"|\b(you should|you can strengthen|you need to|it[’']s (important|essential)|exercises? (like|such as)"
+    r"|for example|can help|helps? (to )?(build|activate|strengthen|fire)|recommend|is to )",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Unit:
+    """A quotable piece of a chunk: one sentence, or a list with the line that introduces it."""
+
+    chunk: Chunk
+    text: str
+    position: int
+
+
+@dataclass
+class Draft:
+    text: str
+    citations: list[Citation]
+
+
+def units_of(chunk: Chunk, source_text: str) -> list[Unit]:
+    """Sentences of the chunk; a line ending in ':' is joined with the list items under it when that
+    joined text is verbatim in the source (it is, unless cleaning removed something in between)."""
+    units: list[Unit] = []
+    lines = [line.strip() for line in chunk.text.splitlines() if line.strip()]
+    i = 0
+    while i < len(lines):
+        sentences = split_sentences(lines[i])
+        items: list[str] = []
+        j = i + 1
+        if sentences and sentences[-1].endswith((":", "…")):
+            while j < len(lines) and _BULLET_LINE.match(lines[j]):
+                items.append(lines[j])
+                j += 1
+        if items and collapse(" ".join([sentences[-1], *items])) in source_text:
+            units.extend(Unit(chunk, s, len(units)) for s in sentences[:-1])
+            units.append(Unit(chunk, " ".join([sentences[-1], *items]), len(units)))
+            i = j
+            continue
+        units.extend(Unit(chunk, s, len(units)) for s in sentences)
+        i += 1
+    return units
+
+
+def _words(text: str) -> set[str]:
+    return set(terms(text))
+
+
+def _quote_text(unit: Unit) -> str:
+    return collapse(strip_marker(unit.text))
+
+
+def compose(
+    retrieval: Retrieval, idf: dict[str, float], source_texts: dict[str, str], titles: dict[str, str]
+) -> Draft:
+    """Pick the sentences that answer the question, group them, and cite each one."""
+    question_terms = set(retrieval.query_terms)
+    specific = question_terms - GENERIC_TERMS or question_terms
+    scored: list[tuple[float, Unit]] = []
+    for rank, hit in enumerate(retrieval.hits):
+        source_text = source_texts.get(hit.chunk.source_id, "")
+        # A section titled with the question's words ("What is Glute Dysfunction?") answers it.
+        section_bonus = 0.5 * sum(idf.get(t, 0.0) for t in specific & _words(hit.chunk.section))
+        for unit in units_of(hit.chunk, source_text):
+            words = _words(unit.text)
+            if len(unit.text.split()) < MIN_WORDS:
+                continue
+            overlap = specific & words
+            if not overlap:
+                continue
+            lexical = sum(idf.get(t, 0.0) for t in overlap) / (1.0 + 0.04 * max(0, len(words) - 15))
+            score = lexical + section_bonus + 2.0 * hit.similarity - 0.15 * rank - 0.05 * unit.position
+            scored.append((score, unit))
+    scored.sort(key=lambda pair: -pair[0])
+
+    explain: list[Unit] = []
+    advice: list[Unit] = []
+    comments: list[Unit] = []
+    seen: list[set[str]] = []
+    per_chunk: dict[str, int] = {}
+    for _score, unit in scored:
+        words = _words(unit.text)
+        if any(len(words & other) / max(1, len(words | other)) > DUPLICATE_OVERLAP for other in seen):
+            continue
+        if per_chunk.get(unit.chunk.chunk_id, 0) >= MAX_PER_CHUNK:
+            continue
+        if unit.chunk.kind == "comment":
+            group, limit = comments, 1
+        elif _ADVICE.search(strip_marker(unit.text)):
+            group, limit = advice, MAX_ADVICE
+        else:
+            group, limit = explain, MAX_EXPLAIN
+        if len(group) >= limit:
+            continue
+        group.append(unit)
+        seen.append(words)
+        per_chunk[unit.chunk.chunk_id] = per_chunk.get(unit.chunk.chunk_id, 0) + 1
+
+    citations: list[Citation] = []
+
+    def cite(unit: Unit) -> str:
+        citation = Citation(
+            n=len(citations) + 1,
+            source_id=unit.chunk.source_id,
+            title=titles.get(unit.chunk.source_id, unit.chunk.title),
+            chunk_id=unit.chunk.chunk_id,
+            quote=_quote_text(unit),
+        )
+        citations.append(citation)
+        return f"{citation.quote} [{citation.n}]"
+
+    parts: list[str] = []
+    if explain:
+        parts.append("What the articles say:\n" + "\n".join(f"• {cite(u)}" for u in explain))
+    if advice:
+        parts.append("What you can do:\n" + "\n".join(f"• {cite(u)}" for u in advice))
+    if comments:
+        unit = comments[0]
+        who = unit.chunk.commenter or "A reader"
+        parts.append(
+            f"A reader's comment (an opinion, not the article): {who} wrote under "
+            f"“{titles.get(unit.chunk.source_id, unit.chunk.title)}”:\n• {cite(unit)}"
+        )
+    return Draft(text="\n\n".join(parts), citations=citations)

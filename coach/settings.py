@@ -1,0 +1,92 @@
+"""The coach's settings: one typed tree read from COACH_* variables (or .env), built by a function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything the coach can be configured with; names are fixed by ARCHITECTURE.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COACH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,
+    )
+
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data",
+        description="Where the index, the disagreement map and the SQLite database live.",
+    )
+    corpus_dir: Path = Field(
+        default=PROJECT_ROOT / "corpus",
+        description="The articles to ingest (<source_id>.txt|.md|.html) and sources.toml.",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server, e.g. http://127.0.0.1:8000; unset means the embedded store.",
+    )
+    collection: str = Field(default="coach_chunks", description="Chroma collection name.")
+    llm: str | None = Field(
+        default=None,
+        description="A chat model as init_chat_model names it (openai:gpt-4o-mini); unset means extractive.",
+    )
+    llm_base_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server.")
+    answer_deadline_s: float = Field(default=20.0, gt=0, description="Most seconds an answer may take.")
+    telegram_base_url: str | None = Field(default=None, description="Bot API base URL.")
+    webhook_url: str | None = Field(default=None, description="Public webhook URL; unset means polling.")
+    webhook_secret: SecretStr | None = Field(default=None, description="Webhook secret token.")
+
+    top_k: int = Field(default=6, ge=1, le=20, description="Passages an answer draws on at most.")
+    min_relevance: float = Field(
+        default=0.36,
+        ge=0,
+        le=1,
+        description="Cosine similarity of the best passage below which the coach abstains.",
+    )
+    max_question_chars: int = Field(default=2000, ge=10, description="Longest question accepted.")
+
+    telegram_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "COACH_TELEGRAM_BOT_TOKEN"),
+        description="Bot token from BotFather (read from TELEGRAM_BOT_TOKEN).",
+    )
+
+    @field_validator("chroma_url", "llm", "llm_base_url", "telegram_base_url", "webhook_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable means "use the default", as ARCHITECTURE.md's table says."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("data_dir", "corpus_dir", mode="before")
+    @classmethod
+    def _empty_path_is_default(cls, value: object, info) -> object:  # noqa: ANN001
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def record_db(self) -> Path:
+        return self.data_dir / "records.sqlite"
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.data_dir / "sources.json"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (and .env); keyword overrides win."""
+    return Settings(**overrides)

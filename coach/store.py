@@ -1,0 +1,204 @@
+"""Chroma access: the embedded PersistentClient by default, an HttpClient when COACH_CHROMA_URL is set."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from coach.errors import IndexMismatchError, StoreError
+from coach.models import Chunk
+
+if TYPE_CHECKING:
+    from langchain_chroma import Chroma
+
+    from coach.embeddings import NamedEmbeddings
+    from coach.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REBUILD_HINT = "rebuild it with `coach ingest --rebuild`"
+
+
+@dataclass
+class DenseHit:
+    chunk: Chunk
+    similarity: float  # cosine similarity, 1 is identical
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+def open_client(settings: Settings) -> Any:
+    """A Chroma client for the configured store; failures become one-line StoreErrors."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        if not url.hostname:
+            raise StoreError(f"COACH_CHROMA_URL {settings.chroma_url!r} is not a URL like http://host:8000.")
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except Exception as exc:  # chromadb raises several types for "cannot connect"
+            raise StoreError(
+                f"Cannot reach the Chroma server at {settings.chroma_url} ({_short(exc)}); "
+                "is it running? Unset COACH_CHROMA_URL to use the embedded store."
+            ) from exc
+    try:
+        settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"Cannot create the index directory {settings.chroma_dir}: {exc.strerror}.") from exc
+    try:
+        return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    except Exception as exc:
+        raise StoreError(
+            f"The index at {settings.chroma_dir} cannot be opened ({_short(exc)}); {REBUILD_HINT}."
+        ) from exc
+
+
+class ChunkStore:
+    """The chunk collection: its identity (embedding model), queries and the full text list for BM25."""
+
+    def __init__(self, settings: Settings, embeddings: NamedEmbeddings, client: Any | None = None) -> None:
+        self.settings = settings
+        self.embeddings = embeddings
+        self.client = client if client is not None else open_client(settings)
+        self._vectorstore: Chroma | None = None
+
+    @property
+    def location(self) -> str:
+        return self.settings.chroma_url or str(self.settings.chroma_dir)
+
+    def _guard(self, action: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+        try:
+            return fn(*args, **kwargs)
+        except (StoreError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise StoreError(f"Could not {action} the index at {self.location} ({_short(exc)}).") from exc
+
+    def exists(self) -> bool:
+        """Whether the collection exists and holds chunks."""
+        names = self._guard("list collections of", self.client.list_collections)
+        names = [getattr(c, "name", c) for c in names]
+        if self.settings.collection not in names:
+            return False
+        return self.count() > 0
+
+    def _collection_metadata(self) -> dict:
+        return {"embedding_model": self.embeddings.name, "embedding_dim": self.embeddings.dim}
+
+    def check_model(self) -> None:
+        """Refuse to mix models: the index must have been built with the configured one."""
+        collection = self._guard(
+            "open the collection of", self.client.get_collection, name=self.settings.collection
+        )
+        meta = collection.metadata or {}
+        built_with = meta.get("embedding_model")
+        dim = meta.get("embedding_dim")
+        if built_with != self.embeddings.name or dim != self.embeddings.dim:
+            raise IndexMismatchError(
+                f"The index at {self.location} was built with {built_with or 'an unknown model'} "
+                f"(dimension {dim or '?'}), but the coach uses {self.embeddings.name} "
+                f"(dimension {self.embeddings.dim}); {REBUILD_HINT}."
+            )
+
+    @property
+    def vectorstore(self) -> Chroma:
+        """LangChain's Chroma wrapper over the collection (created with our model's identity)."""
+        if self._vectorstore is None:
+            from langchain_chroma import Chroma
+
+            self._vectorstore = self._guard(
+                "open",
+                Chroma,
+                client=self.client,
+                collection_name=self.settings.collection,
+                embedding_function=self.embeddings,
+                collection_metadata=self._collection_metadata(),
+                collection_configuration={"hnsw": {"space": "cosine"}},
+            )
+            self.check_model()
+        return self._vectorstore
+
+    def count(self) -> int:
+        collection = self._guard("open", self.client.get_collection, name=self.settings.collection)
+        return self._guard("count", collection.count)
+
+    def ids(self) -> list[str]:
+        return self._guard("read", self.vectorstore.get, include=[])["ids"]
+
+    def delete(self, ids: list[str]) -> None:
+        if ids:
+            self._guard("delete from", self.vectorstore.delete, ids=ids)
+
+    def all_chunks(self) -> list[Chunk]:
+        """Every chunk's text and metadata (for the lexical index); read once per process."""
+        data = self._guard("read", self.vectorstore.get, include=["documents", "metadatas"])
+        return [
+            chunk_from(id_, text, meta)
+            for id_, text, meta in zip(data["ids"], data["documents"], data["metadatas"], strict=True)
+        ]
+
+    def query(self, embedding: list[float], k: int) -> list[DenseHit]:
+        results = self._guard(
+            "query", self.vectorstore.similarity_search_by_vector_with_relevance_scores, embedding, k=k
+        )
+        return [
+            DenseHit(chunk=chunk_from(doc.id, doc.page_content, doc.metadata), similarity=1.0 - distance)
+            for doc, distance in results
+        ]
+
+    def reset(self) -> None:
+        """Drop the collection (or, if it cannot even be opened, move the embedded directory aside)."""
+        try:
+            names = [getattr(c, "name", c) for c in self.client.list_collections()]
+            if self.settings.collection in names:
+                self.client.delete_collection(self.settings.collection)
+        except Exception as exc:
+            if self.settings.chroma_url:
+                raise StoreError(f"Could not reset the index at {self.location} ({_short(exc)}).") from exc
+            self.move_aside()
+        self._vectorstore = None
+
+    def move_aside(self) -> None:
+        """Keep an unreadable embedded index for inspection and start a new one beside it."""
+        move_aside(self.settings)
+        self.client = open_client(self.settings)
+
+
+def move_aside(settings: Settings) -> None:
+    """Rename an unreadable embedded index to chroma.broken-<time> (kept, never deleted)."""
+    from chromadb.api.client import SharedSystemClient
+
+    aside = settings.chroma_dir.with_name(f"chroma.broken-{int(time.time())}")
+    log.warning("moving unreadable index %s to %s", settings.chroma_dir, aside)
+    SharedSystemClient.clear_system_cache()
+    try:
+        shutil.move(str(settings.chroma_dir), str(aside))
+    except OSError as exc:
+        raise StoreError(f"Cannot move the unreadable index {settings.chroma_dir} aside: {exc}.") from exc
+
+
+def chunk_from(chunk_id: str | None, text: str, meta: dict) -> Chunk:
+    return Chunk(
+        chunk_id=chunk_id or "",
+        source_id=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
+        section=str(meta.get("section", "")),
+        kind="comment" if meta.get("kind") == "comment" else "article",
+        commenter=str(meta.get("commenter") or "") or None,
+        text=text,
+    )

@@ -1,0 +1,183 @@
+"""Ingest: load -> clean -> chunk -> embed -> upsert (incremental), then save the source snapshot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.documents import Document
+
+from coach.embeddings import CountingEmbeddings, NamedEmbeddings
+from coach.errors import CoachError, StoreError
+from coach.settings import Settings
+from coach.store import ChunkStore, move_aside
+from coach.text import collapse
+from ingest.loader import LoadedSource, chunk_key, chunk_source, load_corpus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    sources: int
+    sources_added: int
+    sources_updated: int
+    sources_deleted: int
+    sources_unchanged: int
+    chunks_embedded: int
+    chunks_deleted: int
+    chunks_unchanged: int
+    chunks_total: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.sources} articles ({self.sources_added} added, {self.sources_updated} updated, "
+            f"{self.sources_deleted} deleted, {self.sources_unchanged} unchanged); chunks: "
+            f"{self.chunks_embedded} embedded, {self.chunks_deleted} deleted, {self.chunks_unchanged} unchanged, "
+            f"{self.chunks_total} in the index"
+        )
+
+
+def record_manager(settings: Settings):  # noqa: ANN201
+    """LangChain's SQL record manager in the data directory, one namespace per store and collection."""
+    from langchain_classic.indexes import SQLRecordManager
+
+    namespace = f"chroma/{settings.chroma_url or 'embedded'}/{settings.collection}"
+    manager = SQLRecordManager(namespace, db_url=f"sqlite:///{settings.record_db}")
+    manager.create_schema()
+    return manager
+
+
+def read_snapshot(settings: Settings) -> dict[str, dict]:
+    try:
+        return json.loads(settings.snapshot_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_snapshot(settings: Settings, loaded: list[LoadedSource]) -> None:
+    snapshot = {
+        ls.source.source_id: {**ls.source.model_dump(), "sha": ls.sha, "text": collapse(ls.verbatim_text)}
+        for ls in loaded
+    }
+    # Write then rename, so a crash never leaves half a snapshot.
+    fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".sources-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(snapshot, fh, ensure_ascii=False)
+    Path(tmp).replace(settings.snapshot_path)
+
+
+def _reconcile(store: ChunkStore, manager) -> None:  # noqa: ANN001
+    """Make the record manager and the collection agree after a crash or a lost index.
+
+    Records without vectors are forgotten (so they get embedded again); vectors without records are
+    deleted (so cleanup can never miss them).
+    """
+    in_store = set(store.ids())
+    recorded = set(manager.list_keys())
+    stale_records = recorded - in_store
+    if stale_records:
+        log.warning("forgetting %d records whose vectors are missing", len(stale_records))
+        manager.delete_keys(sorted(stale_records))
+    orphans = in_store - recorded
+    if orphans:
+        log.warning("deleting %d vectors with no record", len(orphans))
+        store.delete(sorted(orphans))
+
+
+def _counting(docs: list[Document], on_doc: Callable[[], None] | None) -> Iterator[Document]:
+    for doc in docs:
+        yield doc
+        if on_doc:
+            on_doc()
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=settings.data_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise StoreError(
+            f"The data directory {settings.data_dir} is not writable ({exc.strerror}); "
+            "set COACH_DATA_DIR to a writable directory."
+        ) from exc
+
+
+def run_ingest(
+    settings: Settings,
+    embeddings: NamedEmbeddings,
+    *,
+    rebuild: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_doc: Callable[[], None] | None = None,
+) -> IngestReport:
+    """Bring the index in line with the corpus, embedding only chunks it does not hold yet."""
+    from langchain_core.indexing import index
+
+    loaded = load_corpus(settings.corpus_dir)  # fails before anything is touched
+    docs = [doc for ls in loaded for doc in chunk_source(ls)]
+    prepare_data_dir(settings)
+    counter = CountingEmbeddings(embeddings)  # counts what this run really embeds
+    store = _open_for_writing(settings, counter, rebuild=rebuild)
+    manager = record_manager(settings)
+    if rebuild:
+        manager.delete_keys(manager.list_keys())
+    store.vectorstore  # noqa: B018 - creates the collection with our model's identity, or refuses a foreign one
+    _reconcile(store, manager)
+
+    previous = read_snapshot(settings)
+    if on_start:
+        on_start(len(docs))
+    try:
+        result = index(
+            _counting(docs, on_doc),
+            manager,
+            store.vectorstore,
+            cleanup="full",
+            source_id_key="source",
+            key_encoder=chunk_key,
+            batch_size=64,
+        )
+    except CoachError:
+        raise
+    except Exception as exc:
+        raise StoreError(
+            f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
+        ) from exc
+    _write_snapshot(settings, loaded)
+
+    current = {ls.source.source_id: ls.sha for ls in loaded}
+    return IngestReport(
+        sources=len(loaded),
+        sources_added=sum(1 for sid in current if sid not in previous),
+        sources_updated=sum(
+            1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] != sha
+        ),
+        sources_deleted=sum(1 for sid in previous if sid not in current),
+        sources_unchanged=sum(
+            1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] == sha
+        ),
+        chunks_embedded=counter.documents_embedded,
+        chunks_deleted=result["num_deleted"],
+        chunks_unchanged=result["num_skipped"],
+        chunks_total=store.count(),
+    )
+
+
+def _open_for_writing(settings: Settings, embeddings: CountingEmbeddings, *, rebuild: bool) -> ChunkStore:
+    try:
+        store = ChunkStore(settings, embeddings)
+    except StoreError:
+        if not (rebuild and not settings.chroma_url and settings.chroma_dir.exists()):
+            raise
+        move_aside(settings)
+        return ChunkStore(settings, embeddings)
+    if rebuild:
+        store.reset()
+    return store

@@ -1,0 +1,53 @@
+"""Shared fixtures: a copy of the corpus, settings on temporary directories, and one real index."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from coach.settings import PROJECT_ROOT, Settings
+
+CORPUS = PROJECT_ROOT / "corpus"
+
+
+def make_settings(data_dir: Path, corpus_dir: Path = CORPUS, **extra: object) -> Settings:
+    return Settings(data_dir=data_dir, corpus_dir=corpus_dir, _env_file=None, **extra)
+
+
+@pytest.fixture
+def corpus_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "corpus"
+    shutil.copytree(CORPUS, target)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's COACH_* variables or .env, or writes to the project's data/."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("COACH_") or name in ("TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COACH_DATA_DIR", str(tmp_path / "default-data"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The five articles ingested once with the real model into a real Chroma directory."""
+    from coach.embeddings import load_minilm
+    from ingest.pipeline import run_ingest
+
+    settings = make_settings(tmp_path_factory.mktemp("index"))
+    run_ingest(settings, load_minilm())
+    return settings
+
+
+@pytest.fixture(scope="session")
+def service(real_index: Settings):
+    from coach.answer import CoachService
+
+    return CoachService.open(real_index, auto_ingest=False)

@@ -25,6 +25,15 @@ EXTRACTIVE = "extractive"
 MIN_COVERAGE = 0.5
 STRONG_SIMILARITY = 0.55
 _MARK = re.compile(r"\[(\d+)\]")
+_FOLLOW_UP = re.compile(
+    r"^(and|also|what about|how about|but|so|then)\b|\b(it|them|they|those|these|that|this|there)\b",
+    re.IGNORECASE,
+)
+FOLLOW_UP_MAX_WORDS = 8
+
+
+def _is_follow_up(question: str) -> bool:
+    return len(question.split()) <= FOLLOW_UP_MAX_WORDS and bool(_FOLLOW_UP.search(question))
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,13 @@ class CoachService:
         keys = Source.model_fields.keys()
         return [Source(**{k: v for k, v in entry.items() if k in keys}) for entry in self.snapshot.values()]
 
+    def search_query(self, question: str, history: Sequence[Turn] = ()) -> str:
+        """The text retrieval searches for: a short follow-up ("and my hips?", "how often should I do
+        them?") is read together with the previous question; anything else stands alone."""
+        if history and _is_follow_up(question):
+            return f"{history[-1].question} {question}"
+        return question
+
     def retrieve(self, question: str, *, mode: Mode = "hybrid") -> Retrieval:
         return self.retriever.retrieve(question, k=self.settings.top_k, mode=mode)
 
@@ -98,7 +114,7 @@ class CoachService:
         flags = find_red_flags(text)
         if flags:
             return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
-        retrieval = self.retrieve(text)
+        retrieval = self.retrieve(self.search_query(text, history))
         if not self._covered(retrieval):
             return self._abstain(text)
         draft = self._verified(

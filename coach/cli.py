@@ -199,6 +199,41 @@ def sources() -> None:
     _run(body)
 
 
+@app.command("eval")
+def eval_command(
+    out_dir: Annotated[str, typer.Option("--out", help="Where eval.json and eval.md go.")] = "evals/results",
+) -> None:
+    """Score the gold cases: retrieval, citations, disagreements, abstention, red flags."""
+
+    def body() -> None:
+        from pathlib import Path
+
+        from evals.run import below_thresholds, load_thresholds, run_eval, write_outputs
+
+        report = run_eval(_open_service())
+        thresholds = load_thresholds()
+        table = Table(
+            "metric", "value", "threshold", title=f"{len(report.cases)} cases, {report.seconds:.1f} s"
+        )
+        for name, value in report.metrics.items():
+            floor = thresholds.get("min", {}).get(name)
+            ceiling = thresholds.get("max", {}).get(name)
+            limit = f">= {floor}" if floor is not None else f"<= {ceiling}" if ceiling is not None else ""
+            table.add_row(name, f"{value:.3f}", limit)
+        out.print(table)
+        variants = Table("variant", "hit@5", "recall@5", "MRR", title="retrieval variants")
+        for mode, m in report.retrieval.items():
+            variants.add_row(mode, f"{m['hit@5']:.3f}", f"{m['recall@5']:.3f}", f"{m['mrr']:.3f}")
+        out.print(variants)
+        json_path, md_path = write_outputs(report, Path(out_dir))
+        out.print(f"Wrote {json_path} and {md_path}.")
+        misses = below_thresholds(report.metrics, thresholds)
+        if misses:
+            raise CoachError("below threshold: " + "; ".join(misses))
+
+    _run(body)
+
+
 def main() -> None:
     app()
 

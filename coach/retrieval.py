@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ RRF_K = 60  # the constant from the reciprocal-rank-fusion paper; robust across 
 CANDIDATES = 20  # per ranked list, before fusion
 COMMENT_WEIGHT = 0.5  # reader comments rank below the articles they follow
 PER_SOURCE_FIRST_PASS = 2  # at most this many chunks per source until every relevant source is in
+TYPO_CUTOFF = 0.8  # difflib ratio for treating an unknown word as a misspelling of a known one
 
 
 @dataclass
@@ -48,6 +50,9 @@ class LexicalIndex:
         self.by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
         tokenized = [terms(f"{c.section} {c.text}") for c in chunks]
         self.vocabulary = {t for doc in tokenized for t in doc}
+        self._by_initial: dict[str, list[str]] = {}
+        for word in sorted(self.vocabulary):
+            self._by_initial.setdefault(word[0], []).append(word)
         doc_freq: dict[str, int] = {}
         for doc in tokenized:
             for t in set(doc):
@@ -57,6 +62,20 @@ class LexicalIndex:
         self._bm25 = bm25s.BM25()
         if chunks:
             self._bm25.index(tokenized, show_progress=False)
+
+    def correct(self, term: str) -> str:
+        """The vocabulary word a misspelt query word most likely means ("excersises" -> "exercis").
+
+        difflib over words of the same first letter and similar length: enough for typos, and cheap
+        because it only runs for words the corpus does not have.
+        """
+        if term in self.vocabulary or len(term) < 4 or term.isdigit():
+            return term
+        candidates = self._by_initial.get(term[0], ())
+        close = difflib.get_close_matches(
+            term, [w for w in candidates if abs(len(w) - len(term)) <= 2], n=1, cutoff=TYPO_CUTOFF
+        )
+        return close[0] if close else term
 
     def search(self, query_terms: list[str], k: int) -> list[tuple[int, float]]:
         known = [t for t in query_terms if t in self.vocabulary]
@@ -82,7 +101,7 @@ class HybridRetriever:
         self.lexical = lexical
 
     def retrieve(self, question: str, *, k: int, mode: Mode = "hybrid") -> Retrieval:
-        query_terms = terms(question, expand=True)
+        query_terms = [self.lexical.correct(t) for t in terms(question, expand=True)]
         fused: dict[str, Hit] = {}
         best_similarity = 0.0
         if mode in ("hybrid", "dense"):
@@ -110,7 +129,11 @@ class HybridRetriever:
 
     def coverage(self, question: str) -> float:
         """How much of the question the corpus has words for (IDF-weighted; unknown words weigh most)."""
-        words = [t for t in dict.fromkeys(terms(question)) if t not in GENERIC_TERMS]
+        words = [
+            t
+            for t in dict.fromkeys(self.lexical.correct(t) for t in terms(question))
+            if t not in GENERIC_TERMS
+        ]
         if not words:
             return 1.0
         max_idf = max(self.lexical.idf.values(), default=1.0)
@@ -130,7 +153,7 @@ GENERIC_TERMS = frozenset(
     terms(
         "run runs running runner runners jog jogging good best better help helps way ways "
         "start started feel feels work works train training do does doing get getting "
-        "day days time times week weeks happen happening tip tips advice"
+        "day days time times week weeks happen happening tip tips advice bad ok okay normal"
     )
 )
 

@@ -62,7 +62,7 @@ STOPWORDS = frozenset(
     please""".split()  # noqa: SIM905 - a word list reads best as text
 )
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*(?:['’][a-z]+)?")
 
 
 def stem(word: str) -> str:
@@ -104,15 +104,19 @@ _SYNONYMS = {
 def terms(text: str, *, expand: bool = False) -> list[str]:
     """Content words of `text`, lower-cased and stemmed; with `expand`, plus runner synonyms."""
     out: list[str] = []
-    for raw in _TOKEN.findall(text.lower().replace("’", "'")):
-        if raw in STOPWORDS:
-            continue
-        word = stem(raw.split("'")[0])
-        if not word or word in STOPWORDS:
-            continue
-        out.append(word)
-        if expand:
-            out.extend(_SYNONYMS.get(word, ()))
+    for token in _TOKEN.findall(text.lower().replace("’", "'")):
+        token = token.split("'")[0]
+        # "over-striding" is also written "overstriding": keep the parts and the joined word.
+        parts = token.split("-")
+        for raw in parts if len(parts) == 1 else [*parts, "".join(parts)]:
+            if raw in STOPWORDS:
+                continue
+            word = stem(raw)
+            if not word or word in STOPWORDS:
+                continue
+            out.append(word)
+            if expand:
+                out.extend(_SYNONYMS.get(word, ()))
     return out
 
 

@@ -21,6 +21,7 @@ class Case(BaseModel):
     disagreement: DisagreementExpectation | None = None
     abstain: bool = False
     urgent: bool = False
+    history: list[str] = Field(default_factory=list)
 
 
 def load_cases(path: Path = CASES_FILE) -> list[Case]:

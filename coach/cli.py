@@ -234,6 +234,37 @@ def eval_command(
     _run(body)
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Skip the 100,000-chunk scale figure.")] = False,
+) -> None:
+    """Speed and scale figures beside their floors, with peak memory (evals/results/bench.json)."""
+
+    def body() -> None:
+        import json
+        from pathlib import Path
+
+        from evals.bench import TARGETS, run_bench
+
+        report = run_bench(scales=(10_000,) if quick else (10_000, 100_000))
+        flat = {k: v for figure in report["results"].values() for k, v in figure.items()}
+        table = Table("figure", "value", "target", title=f"coach bench ({report['machine']['cpus']} cpus)")
+        for name, value in flat.items():
+            target = TARGETS.get(name)
+            table.add_row(
+                name,
+                f"{value:.3f}" if isinstance(value, float) else str(value),
+                "" if target is None else str(target),
+            )
+        out.print(table)
+        path = Path("evals/results")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "bench.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        out.print(f"Wrote {path / 'bench.json'}.")
+
+    _run(body)
+
+
 def main() -> None:
     app()
 

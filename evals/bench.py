@@ -1,12 +1,16 @@
-"""Speed figures of the walking skeleton: ingest, cold `coach ask`, warm answers (median of 20).
+"""`coach bench`: speed and scale figures, each beside the floor measured in the same run, with peak memory.
 
-Run: `.venv/bin/python -m evals.bench` (prints one JSON object). Issue #7 grows this into `coach bench`.
+Every figure runs in its own child process, so its peak RSS (getrusage in that child) is its own. Run it with
+`coach bench` or `.venv/bin/python -m evals.bench`; results go to evals/results/bench.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -20,68 +24,238 @@ QUESTIONS = [
     "How often should I do glute exercises?",
     "What exercises strengthen the glutes?",
     "Does sitting at a desk all day weaken my glutes?",
+    "What kind of shoes help my glutes work?",
+    "How can I tell whether my glutes are firing?",
+    "what is wet pants walking",
 ]
+TARGETS = {
+    "warm_p50_ratio": 3.0,
+    "cold_ask_s": 4.0,
+    "ingest_throughput_ratio": 0.85,
+    "reingest_s": 1.0,
+    "answer_p50_100k_ms": 50.0,
+    "ask_peak_mib": 1024.0,
+}
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _settings(data_dir: Path):  # noqa: ANN202
+    from coach.settings import load_settings
+
+    return load_settings(data_dir=data_dir)
+
+
+# ---- figures, each run inside its own child process --------------------------------------------------
+
+
+def figure_warm(data_dir: Path) -> dict:
+    from coach.answer import CoachService
+
+    service = CoachService.open(_settings(data_dir))
+    for q in QUESTIONS:
+        service.answer(q)
+    answers, floors = [], []
+    for i in range(60):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        t = time.perf_counter()
+        service.answer(q)
+        answers.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        service.store.query(service.embeddings.embed_query(q), 20)
+        floors.append(time.perf_counter() - t)
+    p50, floor = statistics.median(answers), statistics.median(floors)
+    return {
+        "warm_p50_ms": p50 * 1000,
+        "warm_p95_ms": _pct(answers, 0.95) * 1000,
+        "floor_embed_query_p50_ms": floor * 1000,
+        "warm_p50_ratio": p50 / floor,
+    }
+
+
+def figure_ingest(data_dir: Path) -> dict:
+    from coach.embeddings import load_minilm
+    from ingest.loader import chunk_source, load_corpus
+    from ingest.pipeline import run_ingest
+
+    settings = _settings(data_dir)
+    embeddings = load_minilm()
+    embeddings.embed_query("load the model before timing")
+    texts = [d.page_content for ls in load_corpus(settings.corpus_dir) for d in chunk_source(ls)]
+    raw = []
+    for _ in range(3):
+        t = time.perf_counter()
+        embeddings.embed_documents(texts)
+        raw.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    report = run_ingest(settings, embeddings)
+    ingest_s = time.perf_counter() - t
+    t = time.perf_counter()
+    again = run_ingest(settings, embeddings)
+    reingest_s = time.perf_counter() - t
+    raw_rate = len(texts) / statistics.median(raw)
+    ingest_rate = report.chunks_embedded / ingest_s
+    return {
+        "chunks": report.chunks_total,
+        "ingest_s": ingest_s,
+        "ingest_chunks_per_s": ingest_rate,
+        "raw_encode_chunks_per_s": raw_rate,
+        "ingest_throughput_ratio": ingest_rate / raw_rate,
+        "reingest_s": reingest_s,
+        "reingest_embedded": again.chunks_embedded,
+    }
+
+
+def figure_scale(data_dir: Path, n: int) -> dict:
+    """Answer latency with `n` synthetic chunks beside the real ones.
+
+    Synthetic chunks get random unit vectors instead of model embeddings: embedding 100,000 texts would
+    take most of an hour on two cores and says nothing about query latency, which is what is measured.
+    """
+    import numpy as np
+
+    from coach.answer import CoachService
+    from coach.store import ChunkStore
+    from ingest.pipeline import run_ingest
+
+    settings = _settings(data_dir)
+    service = CoachService.open(settings)
+    run_ingest(settings, service.embeddings)
+    store = ChunkStore(settings, service.embeddings)
+    collection = store.client.get_collection(settings.collection)
+    vocab = sorted(service.lexical.vocabulary)
+    rng = np.random.default_rng(7)
+    picker = random.Random(7)
+    t = time.perf_counter()
+    batch = 5000
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        vectors = rng.normal(size=(size, service.embeddings.dim)).astype("float32")
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        collection.add(
+            ids=[f"synthetic:{start + i}" for i in range(size)],
+            embeddings=vectors,
+            documents=[" ".join(picker.choices(vocab, k=60)) + "." for _ in range(size)],
+            metadatas=[
+                {
+                    "source": f"synthetic-{(start + i) % 500}",
+                    "title": "Synthetic",
+                    "section": "",
+                    "kind": "article",
+                    "commenter": "",
+                }
+                for i in range(size)
+            ],
+        )
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    service = CoachService.open(settings)
+    open_s = time.perf_counter() - t
+    for q in QUESTIONS:
+        service.answer(q)
+    answers = []
+    for i in range(40):
+        t = time.perf_counter()
+        service.answer(QUESTIONS[i % len(QUESTIONS)])
+        answers.append(time.perf_counter() - t)
+    return {
+        "indexed_chunks": store.count(),
+        "synthetic_insert_s": load_s,
+        "service_open_s": open_s,
+        f"answer_p50_{n // 1000}k_ms": statistics.median(answers) * 1000,
+        f"answer_p95_{n // 1000}k_ms": _pct(answers, 0.95) * 1000,
+    }
+
+
+# ---- orchestration -------------------------------------------------------------------------------------
+
+
+def _child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run a child process to completion; returns (wall seconds, stdout)."""
+    t = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, env=env, text=True, check=False)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(args[:3])} failed: {proc.stderr.strip()[-500:]}")
+    return wall, proc.stdout
+
+
+def _figure(name: str, data_dir: Path, *extra: str) -> dict:
+    """Run one figure in a child process and attach that child's peak memory."""
+    code = (
+        "import json, resource, sys\n"
+        "from pathlib import Path\n"
+        "from evals import bench\n"
+        f"out = bench.figure_{name}(Path({str(data_dir)!r}){''.join(', ' + e for e in extra)})\n"
+        "out['peak_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps(out))\n"
+    )
+    _wall, stdout = _child([sys.executable, "-c", code])
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _cold(data_dir: Path) -> dict:
+    """Cold `coach ask` from an existing index, against process start plus model load."""
+    env = {**os.environ, "COACH_DATA_DIR": str(data_dir)}
+    floor_code = "from coach.embeddings import load_minilm; load_minilm().embed_query('warm')"
+    asks, floors, peaks = [], [], []
+    for _ in range(3):
+        wall, _ = _child([sys.executable, "-c", floor_code], env)
+        floors.append(wall)
+        code = (
+            "import resource, sys\n"
+            "from coach.cli import app\n"
+            "try:\n    app(['ask', '--json', sys.argv[1]])\n"
+            "except SystemExit:\n    pass\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
+        )
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", code, QUESTIONS[0]], env=env, capture_output=True, text=True, check=True
+        )
+        asks.append(time.perf_counter() - t)
+        peaks.append(float(proc.stderr.strip().splitlines()[-1]))
+    ask, floor = statistics.median(asks), statistics.median(floors)
+    return {
+        "cold_ask_s": ask,
+        "floor_start_and_model_s": floor,
+        "cold_ask_ratio": ask / floor,
+        "ask_peak_mib": max(peaks),
+    }
+
+
+def run_bench(scales: tuple[int, ...] = (10_000, 100_000)) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="coach-bench-"))
+    try:
+        results: dict[str, dict] = {}
+        results["ingest"] = _figure("ingest", root / "base")
+        results["warm"] = _figure("warm", root / "base")
+        results["cold"] = _cold(root / "base")
+        for n in scales:
+            results[f"scale_{n // 1000}k"] = _figure("scale", root / f"scale-{n}", str(n))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "taken": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+        "targets": TARGETS,
+        "results": results,
+    }
 
 
 def main() -> None:
-    from coach.answer import CoachService
-    from coach.embeddings import load_minilm
-    from coach.settings import load_settings
-    from ingest.pipeline import run_ingest
-
-    data_dir = Path(tempfile.mkdtemp(prefix="coach-bench-"))
-    settings = load_settings(data_dir=data_dir)
-    embeddings = load_minilm()
-    embeddings.embed_query("warm up the model")  # model load is not ingest work
-
-    started = time.perf_counter()
-    report = run_ingest(settings, embeddings)
-    ingest_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    again = run_ingest(settings, embeddings)
-    reingest_s = time.perf_counter() - started
-
-    env = {**os.environ, "COACH_DATA_DIR": str(data_dir)}
-    cold = []
-    for _ in range(3):
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "coach.cli", "ask", "--json", QUESTIONS[0]],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        cold.append(time.perf_counter() - started)
-
-    service = CoachService.open(settings, embeddings=embeddings, auto_ingest=False)
-    for question in QUESTIONS:
-        service.answer(question)
-    warm = []
-    for i in range(20):
-        started = time.perf_counter()
-        service.answer(QUESTIONS[i % len(QUESTIONS)])
-        warm.append(time.perf_counter() - started)
-    floor = []
-    for i in range(20):
-        started = time.perf_counter()
-        service.store.query(embeddings.embed_query(QUESTIONS[i % len(QUESTIONS)]), 20)
-        floor.append(time.perf_counter() - started)
-
-    print(
-        json.dumps(
-            {
-                "chunks": report.chunks_total,
-                "ingest_s": round(ingest_s, 2),
-                "reingest_unchanged_s": round(reingest_s, 3),
-                "reingest_embedded": again.chunks_embedded,
-                "cold_ask_s_median_of_3": round(statistics.median(cold), 2),
-                "warm_answer_ms_median_of_20": round(statistics.median(warm) * 1000, 1),
-                "floor_embed_plus_query_ms_median_of_20": round(statistics.median(floor) * 1000, 1),
-            },
-            indent=2,
-        )
-    )
+    report = run_bench()
+    out = Path("evals/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REBUILD_HINT = "rebuild it with `coach ingest --rebuild`"
+PAGE = 5000  # rows per get(); Chroma's SQLite refuses one query with ~100,000 ids
 
 
 @dataclass
@@ -138,7 +139,17 @@ class ChunkStore:
         return self._guard("count", collection.count)
 
     def ids(self) -> list[str]:
-        return self._guard("read", self.vectorstore.get, include=[])["ids"]
+        return [id_ for page in self._pages(include=[]) for id_ in page["ids"]]
+
+    def _pages(self, include: list[str]):  # noqa: ANN202
+        """The whole collection in pages: one get() of 100,000 rows exceeds SQLite's variable limit."""
+        offset = 0
+        while True:
+            page = self._guard("read", self.vectorstore.get, include=include, limit=PAGE, offset=offset)
+            if not page["ids"]:
+                return
+            yield page
+            offset += len(page["ids"])
 
     def delete(self, ids: list[str]) -> None:
         if ids:
@@ -146,10 +157,10 @@ class ChunkStore:
 
     def all_chunks(self) -> list[Chunk]:
         """Every chunk's text and metadata (for the lexical index); read once per process."""
-        data = self._guard("read", self.vectorstore.get, include=["documents", "metadatas"])
         return [
             chunk_from(id_, text, meta)
-            for id_, text, meta in zip(data["ids"], data["documents"], data["metadatas"], strict=True)
+            for page in self._pages(include=["documents", "metadatas"])
+            for id_, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
         ]
 
     def query(self, embedding: list[float], k: int) -> list[DenseHit]:

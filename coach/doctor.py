@@ -33,10 +33,6 @@ class Check(BaseModel):
     summary: str
     fix: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
 
 class DoctorReport(BaseModel):
     """Everything `coach doctor --json` prints."""

@@ -57,13 +57,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_chroma(path: Path) -> ChromaServer:
+def start_chroma(path: Path, port: int | None = None) -> ChromaServer:
     """`chroma run` on 127.0.0.1 at a free port, returned once its heartbeat answers (bounded wait)."""
     assert CHROMA.exists(), f"{CHROMA} missing: the chromadb package installs it"
     path.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log = path.with_suffix(".log")
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
             [str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
             stdout=out,
@@ -95,8 +95,8 @@ def chroma_factory(tmp_path: Path) -> Iterator[Callable[[], ChromaServer]]:
     """Starts servers on demand; every one is stopped at teardown, whatever the test did."""
     started: list[ChromaServer] = []
 
-    def start() -> ChromaServer:
-        server = start_chroma(tmp_path / f"chroma-server-{len(started)}")
+    def start(path: Path | None = None, port: int | None = None) -> ChromaServer:
+        server = start_chroma(path or tmp_path / f"chroma-server-{len(started)}", port)
         started.append(server)
         return server
 
@@ -200,3 +200,37 @@ def test_stopped_server_gives_users_one_clear_line(chroma_factory, tmp_path: Pat
     assert doctor.exit_code == 1
     assert "not reachable" in doctor.stdout
     assert "docker compose up -d chroma" in doctor.stdout
+
+
+def test_server_lost_during_ingest_is_one_line_and_the_next_ingest_completes(
+    chroma_factory, tmp_path
+) -> None:
+    """The server dies between embedding and writing; after a restart (same data, same URL) the next
+    ingest finishes the job with no duplicates. Fake embeddings: the failure path does not need meaning."""
+    from langchain_core.embeddings import Embeddings
+
+    from coach.embeddings import NamedEmbeddings, fake_embeddings
+    from coach.errors import StoreError
+    from ingest.loader import chunk_source, load_corpus
+
+    server = chroma_factory()
+    settings = make_settings(tmp_path / "data", chroma_url=server.url)
+    fake = fake_embeddings(dim=32)
+
+    class StopsTheServer(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            server.stop()
+            return fake.embed_documents(texts)
+
+        def embed_query(self, text: str) -> list[float]:
+            return fake.embed_query(text)
+
+    with pytest.raises(StoreError, match=f"^The Chroma server at {server.url} is not reachable"):
+        run_ingest(settings, NamedEmbeddings(StopsTheServer(), name=fake.name, dim=fake.dim))
+
+    chroma_factory(path=server.path, port=server.port)  # back, with the collection created before the loss
+    resumed = run_ingest(settings, fake)
+    expected = sum(len(chunk_source(ls)) for ls in load_corpus(settings.corpus_dir))
+    assert resumed.chunks_total == expected
+    assert resumed.chunks_embedded == expected  # nothing was written before the loss
+    assert run_ingest(settings, fake).chunks_embedded == 0

@@ -249,6 +249,12 @@ def test_dockerfile_and_compose_commands_are_coach_commands(compose: dict) -> No
     instructions = dict(dockerfile_instructions())
     assert json.loads(instructions["ENTRYPOINT"]) == ["coach"]
     run = [json.loads(instructions["CMD"])] + [compose["services"][s]["command"] for s in COACH_SERVICES]
+    assert compose["services"]["bot"]["healthcheck"]["test"] == ["CMD", "coach", "doctor"]
+    for name in COACH_SERVICES:  # a health check in the coach's image runs `coach <command>` in full
+        test = compose["services"][name].get("healthcheck", {}).get("test")
+        if test:
+            assert test[:2] == ["CMD", "coach"], test
+            run.append(test[2:])
     for argv in run:
         assert argv[0] in commands or argv[0] in PROVIDED_BY_ISSUE_5, f"`coach {argv[0]}` does not exist"
 

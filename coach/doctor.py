@@ -69,6 +69,12 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
     return shown
 
 
+def _variable(loc: tuple) -> str:
+    """The variable a validation error is about, as users set it (COACH_TOP_K rather than top_k)."""
+    field = str(loc[0]) if loc else ""
+    return env_name(field) if field in Settings.model_fields else ".".join(map(str, loc))
+
+
 def _skipped(name: str, why: str) -> Check:
     return Check(name=name, status="skipped", summary=f"skipped: {why}")
 
@@ -77,7 +83,7 @@ def check_store(settings: Settings, model_name: str, model_dim: int) -> tuple[Ch
     """The store (reachable, collection, count) and the index's embedding model."""
     from coach.store import heartbeat, open_client, store_failure
 
-    where = settings.chroma_url or str(settings.chroma_dir)
+    where = mask_url(settings.chroma_url) or str(settings.chroma_dir)
     if settings.chroma_url:
         try:
             heartbeat(settings.chroma_url)
@@ -243,19 +249,14 @@ def check_backend(settings: Settings, *, timeout: float = LLM_PROBE_TIMEOUT_S) -
     return Check(name="backend", status="ok", summary=f"{described} with the provider's own endpoint")
 
 
-def run_doctor(
-    load: Callable[[], Settings] = load_settings,
-    *,
-    model_name: str | None = None,
-    model_dim: int | None = None,
-) -> DoctorReport:
+def run_doctor(load: Callable[[], Settings] = load_settings) -> DoctorReport:
     """Every check, in order; later checks are skipped only when what they need is missing."""
     from coach.embeddings import MODEL_DIM, MODEL_NAME
 
     try:
         settings = load()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())
         checks = [
             Check(
                 name="settings",
@@ -274,7 +275,7 @@ def run_doctor(
             summary=f"valid (environment{f' and {env_file}' if env_file.is_file() else ''})",
         )
     ]
-    checks.extend(check_store(settings, model_name or MODEL_NAME, model_dim or MODEL_DIM))
+    checks.extend(check_store(settings, MODEL_NAME, MODEL_DIM))
     checks.append(check_corpus(settings))
     checks.append(check_backend(settings))
     return DoctorReport(

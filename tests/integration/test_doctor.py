@@ -185,6 +185,6 @@ def test_invalid_settings_fail_in_one_report(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     found = checks(result)
     assert found["settings"]["status"] == "fail"
-    assert "top_k" in found["settings"]["summary"]
+    assert "COACH_TOP_K: Input should be a valid integer" in found["settings"]["summary"]
     assert "lots" not in found["settings"]["summary"]  # pydantic's input echo is off (hide_input_in_errors)
     assert {found[n]["status"] for n in ("store", "model", "corpus", "backend")} == {"skipped"}

@@ -127,7 +127,7 @@ def open_client(settings: Settings) -> Any:
             if server_down(exc):
                 raise StoreError(unreachable_message(settings.chroma_url, exc)) from exc
             raise StoreError(
-                f"The Chroma server at {mask_url(settings.chroma_url)} refused the connection ({_short(exc)})."
+                f"The Chroma server at {mask_url(settings.chroma_url)} did not accept the client ({_short(exc)})."
             ) from exc
     try:
         settings.chroma_dir.mkdir(parents=True, exist_ok=True)

@@ -262,7 +262,43 @@ def bench(
         (path / "bench.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         out.print(f"Wrote {path / 'bench.json'}.")
 
+
+@app.command()
+def doctor(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Check settings, store, index model, corpus and backend; say what to fix (exit 1 if any fails)."""
+
+    def body() -> None:
+        from coach.doctor import run_doctor
+
+        report = run_doctor()
+        if json_output:
+            print(report.model_dump_json(indent=2))
+        else:
+            render_doctor(report)
+        if not report.ok:
+            raise typer.Exit(1)
+
     _run(body)
+
+
+def render_doctor(report) -> None:  # noqa: ANN001 - coach.doctor.DoctorReport, imported lazily
+    table = Table("setting", "value", title="Effective settings", title_justify="left")
+    for name, value in report.settings.items():
+        table.add_row(name, Text("unset", style="dim") if value is None else str(value))
+    if report.settings:
+        out.print(table)
+    marks = {"ok": ("✔", "green"), "fail": ("✘", "red"), "skipped": ("–", "dim")}
+    for check in report.checks:
+        mark, style = marks[check.status]
+        line = Text()
+        line.append(f"{mark} {check.name}: ", style=f"bold {style}")
+        line.append(check.summary)
+        out.print(line, soft_wrap=True)
+        if check.fix and check.status == "fail":
+            out.print(Text(f"    fix: {check.fix}", style="yellow"), soft_wrap=True)
+    out.print(Text("All checks pass." if report.ok else "Some checks failed.", style="bold"))
 
 
 def main() -> None:

@@ -59,10 +59,20 @@ class Settings(BaseSettings):
         description="Bot token from BotFather (read from TELEGRAM_BOT_TOKEN).",
     )
 
-    @field_validator("chroma_url", "llm", "llm_base_url", "telegram_base_url", "webhook_url", mode="before")
+    @field_validator(
+        "chroma_url",
+        "llm",
+        "llm_base_url",
+        "telegram_base_url",
+        "webhook_url",
+        "webhook_secret",
+        "telegram_bot_token",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        """An empty variable means "use the default", as ARCHITECTURE.md's table says."""
+        """An empty variable means "use the default", as ARCHITECTURE.md's table says (docker compose
+        passes unset variables on as empty strings)."""
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -7,7 +7,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 from coach.errors import IndexMismatchError, StoreError
 from coach.models import Chunk
@@ -24,6 +24,12 @@ REBUILD_HINT = "rebuild it with `coach ingest --rebuild`"
 PAGE = 5000  # rows per get(); Chroma's SQLite refuses one query with ~100,000 ids
 
 
+HEARTBEAT_PATH = "/api/v2/heartbeat"  # Chroma 1.x's liveness route (chromadb.config.APIVersion.V2)
+# chromadb's HttpClient waits forever (httpx timeout=None); the pre-flight heartbeat bounds the wait
+# for a server that is down or a host that drops packets, so users get an answer in seconds.
+HEARTBEAT_TIMEOUT_S = 5.0
+
+
 @dataclass
 class DenseHit:
     chunk: Chunk
@@ -35,6 +41,80 @@ def _short(exc: BaseException) -> str:
     return text[:200]
 
 
+def mask_url(url: str | None) -> str | None:
+    """A URL with any password replaced, so credentials in a URL never reach a screen or a log."""
+    if not url:
+        return url
+    try:
+        parsed = urlparse(url)
+        password, host, port = parsed.password, parsed.hostname, parsed.port
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    netloc = f"{parsed.username}:***@{host}" + (f":{port}" if port else "")
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+def unreachable_message(url: str, exc: BaseException) -> str:
+    """The one line users get when the Chroma server cannot be reached (at start or mid-way)."""
+    return (
+        f"The Chroma server at {mask_url(url)} is not reachable ({_short(exc)}); start it "
+        "(`docker compose up -d chroma`, or `chroma run --path DIR`), or unset COACH_CHROMA_URL "
+        "to use the embedded store."
+    )
+
+
+def server_down(exc: BaseException) -> bool:
+    """Whether a failure is the connection to the server (refused, reset, timed out), not a bad request."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, httpx.TransportError | ConnectionError | TimeoutError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def parse_server_url(raw: str) -> tuple[str, int, bool]:
+    """(host, port, ssl) of COACH_CHROMA_URL; Chroma's default port is 8000."""
+    url = urlparse(raw)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise StoreError(f"COACH_CHROMA_URL {mask_url(raw)!r} is not a URL like http://host:8000.")
+    try:
+        port = url.port
+    except ValueError as exc:
+        raise StoreError(f"COACH_CHROMA_URL {mask_url(raw)!r} has an invalid port.") from exc
+    return url.hostname, port or (443 if url.scheme == "https" else 8000), url.scheme == "https"
+
+
+def heartbeat(raw_url: str, timeout: float = HEARTBEAT_TIMEOUT_S) -> None:
+    """GET the server's heartbeat within `timeout` seconds, or raise the one-line StoreError."""
+    import httpx
+
+    host, port, ssl = parse_server_url(raw_url)
+    url = f"{'https' if ssl else 'http'}://{host}:{port}{HEARTBEAT_PATH}"
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise StoreError(unreachable_message(raw_url, exc)) from exc
+    if response.status_code != 200:
+        raise StoreError(
+            f"{mask_url(raw_url)} answered {response.status_code} to {HEARTBEAT_PATH}; is it a Chroma 1.x server?"
+        )
+
+
+def store_failure(settings: Settings, action: str, exc: BaseException) -> StoreError:
+    """The StoreError for a failed store call: "not reachable" when the server went away."""
+    if settings.chroma_url and server_down(exc):
+        return StoreError(unreachable_message(settings.chroma_url, exc))
+    location = mask_url(settings.chroma_url) or str(settings.chroma_dir)
+    return StoreError(f"Could not {action} the index at {location} ({_short(exc)}).")
+
+
 def open_client(settings: Settings) -> Any:
     """A Chroma client for the configured store; failures become one-line StoreErrors."""
     import chromadb
@@ -42,20 +122,15 @@ def open_client(settings: Settings) -> Any:
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.chroma_url:
-        url = urlparse(settings.chroma_url)
-        if not url.hostname:
-            raise StoreError(f"COACH_CHROMA_URL {settings.chroma_url!r} is not a URL like http://host:8000.")
+        host, port, ssl = parse_server_url(settings.chroma_url)
+        heartbeat(settings.chroma_url)
         try:
-            return chromadb.HttpClient(
-                host=url.hostname,
-                port=url.port or (443 if url.scheme == "https" else 8000),
-                ssl=url.scheme == "https",
-                settings=chroma_settings,
-            )
+            return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=chroma_settings)
         except Exception as exc:  # chromadb raises several types for "cannot connect"
+            if server_down(exc):
+                raise StoreError(unreachable_message(settings.chroma_url, exc)) from exc
             raise StoreError(
-                f"Cannot reach the Chroma server at {settings.chroma_url} ({_short(exc)}); "
-                "is it running? Unset COACH_CHROMA_URL to use the embedded store."
+                f"The Chroma server at {mask_url(settings.chroma_url)} did not accept the client ({_short(exc)})."
             ) from exc
     try:
         settings.chroma_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +155,10 @@ class ChunkStore:
 
     @property
     def location(self) -> str:
-        return self.settings.chroma_url or str(self.settings.chroma_dir)
+        return mask_url(self.settings.chroma_url) or str(self.settings.chroma_dir)
+
+    def failure(self, action: str, exc: BaseException) -> StoreError:
+        return store_failure(self.settings, action, exc)
 
     def _guard(self, action: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202
         try:
@@ -88,7 +166,7 @@ class ChunkStore:
         except (StoreError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            raise StoreError(f"Could not {action} the index at {self.location} ({_short(exc)}).") from exc
+            raise self.failure(action, exc) from exc
 
     def exists(self) -> bool:
         """Whether the collection exists and holds chunks."""
@@ -180,7 +258,7 @@ class ChunkStore:
                 self.client.delete_collection(self.settings.collection)
         except Exception as exc:
             if self.settings.chroma_url:
-                raise StoreError(f"Could not reset the index at {self.location} ({_short(exc)}).") from exc
+                raise self.failure("reset", exc) from exc
             self.move_aside()
         self._vectorstore = None
 

@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.settings import Settings
-from coach.store import ChunkStore, move_aside
+from coach.store import ChunkStore, move_aside, server_down
 from coach.text import collapse
 from ingest.loader import LoadedSource, chunk_key, chunk_source, load_corpus
 
@@ -147,6 +147,9 @@ def run_ingest(
     except CoachError:
         raise
     except Exception as exc:
+        if settings.chroma_url and server_down(exc):
+            # Batches written before the failure are recorded; the next run embeds only the rest.
+            raise store.failure("write", exc) from exc
         raise StoreError(
             f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
         ) from exc

@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 REBUILD_HINT = "rebuild it with `coach ingest --rebuild`"
 PAGE = 5000  # rows per get(); Chroma's SQLite refuses one query with ~100,000 ids
-
-
 HEARTBEAT_PATH = "/api/v2/heartbeat"  # Chroma 1.x's liveness route (chromadb.config.APIVersion.V2)
 # chromadb's HttpClient waits forever (httpx timeout=None); the pre-flight heartbeat bounds the wait
 # for a server that is down or a host that drops packets, so users get an answer in seconds.

@@ -104,6 +104,29 @@ class StandIn:
                     self._send(step.status, step.body, step.headers)
                     return
                 text = step.text(body) if callable(step.text) else step.text
+                if self.path == "/api/chat":  # Ollama: a stream of JSON lines, the last one `done`
+                    model = body.get("model", "stand-in")
+                    lines = [
+                        {
+                            "model": model,
+                            "created_at": "2026-01-01T00:00:00Z",
+                            "message": {"role": "assistant", "content": text},
+                            "done": False,
+                        },
+                        {
+                            "model": model,
+                            "created_at": "2026-01-01T00:00:00Z",
+                            "message": {"role": "assistant", "content": ""},
+                            "done": True,
+                            "done_reason": "stop",
+                            "prompt_eval_count": 10,
+                            "eval_count": 10,
+                        },
+                    ]
+                    self._send_raw(
+                        200, "".join(json.dumps(x) + "\n" for x in lines).encode(), "application/x-ndjson", {}
+                    )
+                    return
                 if self.path.endswith("/messages"):
                     payload = {
                         "id": "msg_standin",
@@ -133,9 +156,11 @@ class StandIn:
                 self._send(200, payload, {})
 
             def _send(self, status: int, payload: dict, headers: dict[str, str]) -> None:
-                data = json.dumps(payload).encode()
+                self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+            def _send_raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str]) -> None:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(data)))
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -162,4 +187,4 @@ class StandIn:
         self._thread.join(timeout=5)
 
     def chat_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path.endswith(("/chat/completions", "/messages"))]
+        return [r for r in self.requests if r.path.endswith(("/chat/completions", "/messages", "/api/chat"))]

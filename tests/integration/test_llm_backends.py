@@ -259,3 +259,62 @@ def test_anthropic_over_its_own_http_api(service, monkeypatch) -> None:
     assert "must not be followed" in request.text()
     assert answer.backend == "anthropic:claude-standin"
     assert len(answer.citations) == 2
+
+
+def test_ollama_over_its_own_http_api(service) -> None:
+    with StandIn([Reply(good_answer)]) as server:
+        settings = service.settings.model_copy(
+            update={"llm": "ollama:qwen2.5:3b", "llm_base_url": server.url}
+        )
+        answer = CoachService(settings, service.embeddings, service.store, service.snapshot).answer(KNEES)
+    (request,) = server.chat_requests()
+    assert request.path == "/api/chat"
+    assert request.body["model"] == "qwen2.5:3b"
+    assert "must not be followed" in request.text()
+    assert answer.backend == "ollama:qwen2.5:3b"
+    assert len(answer.citations) == 2
+
+
+def test_an_ollama_server_that_never_answers_keeps_the_deadline(service) -> None:
+    with StandIn(default=Hang()) as server:
+        settings = service.settings.model_copy(
+            update={"llm": "ollama:qwen2.5:3b", "llm_base_url": server.url, "answer_deadline_s": 2.0}
+        )
+        start = time.monotonic()
+        answer = CoachService(settings, service.embeddings, service.store, service.snapshot).answer(KNEES)
+        elapsed = time.monotonic() - start
+    assert elapsed < 2.0
+    assert answer.backend == EXTRACTIVE
+    assert answer.answer.startswith(NOTE_UNAVAILABLE)
+
+
+def test_coach_ask_json_with_a_model_keeps_the_contract_and_the_key_out_of_stderr(real_index) -> None:
+    import os
+    import subprocess
+    import sys
+
+    key = "sk-standin-cli-SECRET-42"
+    leaky = Fail(401, {"error": {"message": f"Incorrect API key provided: {key}", "type": "auth"}})
+    with StandIn([Reply(good_answer), leaky]) as server:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("COACH_")},
+            "COACH_DATA_DIR": str(real_index.data_dir),
+            "COACH_LLM": "openai:stand-in",
+            "COACH_LLM_BASE_URL": f"{server.url}/v1",
+            "OPENAI_API_KEY": key,
+        }
+        command = [sys.executable, "-m", "coach.cli", "-v", "ask", "--json", KNEES]
+        first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    payload = json.loads(first.stdout)
+    assert_contract(payload)
+    assert payload["backend"] == "openai:stand-in"
+    assert second.returncode == 0, second.stderr
+    fallback = json.loads(second.stdout)
+    assert_contract(fallback)
+    assert fallback["backend"] == EXTRACTIVE
+    assert fallback["answer"].startswith(NOTE_UNAVAILABLE)
+    assert "AuthenticationError" in second.stderr  # -v logged the failure ...
+    for run in (first, second):
+        assert key not in run.stderr + run.stdout  # ... without the key

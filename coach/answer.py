@@ -126,6 +126,9 @@ class CoachService:
         if flags:  # before any backend, condensing included: nothing may delay or soften this
             return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
         standalone = self._standalone(text, history, deadline) if history else text
+        if standalone != text and (flags := find_red_flags(standalone)):
+            # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
+            return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
         retrieval = self.retrieve(standalone)
         if not self._covered(retrieval):
             return self._abstain(text)

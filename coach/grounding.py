@@ -92,10 +92,7 @@ class Support:
     unit: Unit
     similarity: float
     numbers_ok: bool
-
-    @property
-    def supported(self) -> bool:
-        return self.numbers_ok and self.similarity >= SUPPORT_THRESHOLD
+    supported: bool
 
 
 class Grounder:
@@ -144,7 +141,13 @@ class Grounder:
         best = int(np.argmax(similarities))
         claim_numbers = numbers_of(claim)
         numbers_ok = claim_numbers <= numbers_of(chunk.text)
-        return Support(unit=units[best], similarity=float(similarities[best]), numbers_ok=numbers_ok)
+        similarity = float(similarities[best])
+        return Support(
+            unit=units[best],
+            similarity=similarity,
+            numbers_ok=numbers_ok,
+            supported=numbers_ok and similarity >= self.threshold,
+        )
 
     def ground(self, text: str, passages: Sequence[Chunk]) -> tuple[Draft, GroundingReport]:
         """Keep the claims some cited passage supports, each mark pointing at a verbatim quote."""

@@ -318,3 +318,11 @@ def test_coach_ask_json_with_a_model_keeps_the_contract_and_the_key_out_of_stder
     assert "AuthenticationError" in second.stderr  # -v logged the failure ...
     for run in (first, second):
         assert key not in run.stderr + run.stdout  # ... without the key
+
+
+def test_red_flags_come_before_any_model_call(service) -> None:
+    with StandIn(default=Reply(good_answer)) as server:
+        answer = llm_service(service, server.url).answer("I fainted during my run and my chest hurts")
+        assert server.chat_requests() == []
+    assert answer.urgent
+    assert answer.citations == []

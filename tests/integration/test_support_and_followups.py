@@ -35,3 +35,12 @@ def test_an_extractive_follow_up_is_answered_with_the_earlier_question_in_mind(s
     # knees and hips both: the follow-up's retrieval differs from the bare question's
     assert [h.chunk.chunk_id for h in followed.hits] != [h.chunk.chunk_id for h in alone.hits]
     assert "knee" in answer.answer.lower()
+
+
+def test_a_red_flag_spread_over_two_turns_is_caught_after_condensing(service) -> None:
+    history = [Turn(question="I twisted my ankle on a trail run yesterday", answer="…")]
+    follow_up = "and now it is swollen, should I run?"
+    assert not service.answer(follow_up).urgent  # alone, the follow-up carries no warning sign
+    answer = service.answer(follow_up, history=history)
+    assert answer.urgent
+    assert answer.citations == []

@@ -165,11 +165,14 @@ class CoachService:
         )
         prompt = prompts()["condense"].format(history=format_history(history), question=text)
         try:
-            reply = self.backend.complete(prompts()["system"].template, prompt, budget)
+            # No system prompt: the coach's one is about answering from passages, which this is not.
+            reply = self.backend.complete(None, prompt, budget)
         except BackendUnavailable:
             return offline
         lines = [line for line in (collapse(x) for x in reply.splitlines()) if line]
-        condensed = lines[0].removeprefix("Standalone question:").strip() if lines else ""
+        condensed = (
+            _MARK.sub("", lines[0].removeprefix("Standalone question:")).strip(" \"'") if lines else ""
+        )
         if not condensed or len(condensed) > MAX_CONDENSED_CHARS:
             log.info("condensing gave nothing usable; using the offline condensation")
             return offline

@@ -47,6 +47,12 @@ class Claim:
 
 
 @dataclass
+class Line:
+    claims: list[Claim]
+    bullet: bool = False  # a list item in the model's answer, shown as one again
+
+
+@dataclass
 class GroundingReport:
     """What the check did to a model answer, for logs and tests."""
 
@@ -60,11 +66,11 @@ def _marks_before_stop(match: re.Match[str]) -> str:
     return " " + "".join(f"[{n}]" for n in _MARK.findall(match.group(2))) + match.group(1)
 
 
-def split_claims(text: str) -> list[list[Claim]]:
+def split_claims(text: str) -> list[Line]:
     """The model's answer as lines of sentences, each with the passage numbers it cites."""
     text = _MARK_LIST.sub(lambda m: "".join(f"[{n}]" for n in re.split(r"\s*[,;]\s*", m.group(1))), text)
     text = _MARKDOWN.sub("", text)
-    lines: list[list[Claim]] = []
+    lines: list[Line] = []
     for raw_line in text.splitlines():
         line = collapse(_BULLET.sub("", raw_line))
         line = _MARKS_AFTER_STOP.sub(_marks_before_stop, line)
@@ -77,7 +83,7 @@ def split_claims(text: str) -> list[list[Claim]]:
             lead_in = not marks and bare.endswith(":") and len(bare.split()) <= MAX_LEAD_IN_WORDS
             claims.append(Claim(text=bare, marks=marks, lead_in=lead_in))
         if claims:
-            lines.append(claims)
+            lines.append(Line(claims=claims, bullet=bool(_BULLET.match(raw_line))))
     return lines
 
 
@@ -153,7 +159,7 @@ class Grounder:
         """Keep the claims some cited passage supports, each mark pointing at a verbatim quote."""
         report = GroundingReport()
         lines = split_claims(text)
-        claims = [c for line in lines for c in line if c.marks]
+        claims = [c for line in lines for c in line.claims if c.marks]
         vectors = (
             _unit_rows(self.embeddings.embed_documents([c.text for c in claims]))
             if claims
@@ -165,7 +171,7 @@ class Grounder:
         out_lines: list[str] = []
         for line in lines:
             kept: list[str] = []
-            for claim in line:
+            for claim in line.claims:
                 if claim.lead_in:
                     kept.append(claim.text)
                     continue
@@ -211,7 +217,7 @@ class Grounder:
                 kept.append(claim.text + " " + "".join(f"[{m}]" for m in marks))
             # A lead-in with nothing after it on its line is left alone only if some claim follows it.
             if any(_MARK.search(k) for k in kept) or (kept and kept[-1].endswith(":")):
-                out_lines.append(" ".join(kept))
+                out_lines.append(("• " if line.bullet else "") + " ".join(kept))
         while out_lines and not _MARK.search(out_lines[-1]):
             out_lines.pop()  # a trailing lead-in or framing line introduces nothing
         return Draft(text="\n".join(out_lines), citations=citations), report

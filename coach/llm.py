@@ -37,7 +37,9 @@ class ConfigurationError(CoachError):
 
 def provider_of(settings: Settings) -> str:
     """The init_chat_model provider COACH_LLM names; a bare model name with a base URL means OpenAI-compatible."""
-    from langchain.chat_models.base import _BUILTIN_PROVIDERS  # the same table init_chat_model uses
+    # init_chat_model's own provider table (private in the pinned langchain 1.4.7): the provider decides
+    # which keyword its client takes the timeout and retries by.
+    from langchain.chat_models.base import _BUILTIN_PROVIDERS
 
     spec = settings.llm or ""
     prefix = spec.split(":", 1)[0]
@@ -112,11 +114,15 @@ class CircuitBreaker:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def allow(self, now: float | None = None) -> bool:
+        """Whether a call may go out now; once the cool-down is over, exactly one trial call may."""
         with self._lock:
             if self.opened_at is None:
                 return True
             now = time.monotonic() if now is None else now
-            return now - self.opened_at >= self.cooldown_s  # half-open: one trial call
+            if now - self.opened_at < self.cooldown_s:
+                return False
+            self.opened_at = now  # the trial call: other callers wait for its outcome
+            return True
 
     def record_success(self) -> None:
         with self._lock:
@@ -131,7 +137,8 @@ class CircuitBreaker:
 
     @property
     def is_open(self) -> bool:
-        return not self.allow()
+        with self._lock:
+            return self.opened_at is not None and time.monotonic() - self.opened_at < self.cooldown_s
 
 
 def call_with_deadline(model: BaseChatModel, messages: Sequence[BaseMessage], timeout_s: float) -> str:
@@ -189,12 +196,14 @@ class ChatBackend:
     def __repr__(self) -> str:  # the model's repr is left out: it is the object that holds the key
         return f"ChatBackend(name={self.name!r}, breaker_open={self.breaker.is_open})"
 
-    def complete(self, system: str, user: str, timeout_s: float) -> str:
+    def complete(self, system: str | None, user: str, timeout_s: float) -> str:
         """The model's reply to one prompt, or BackendUnavailable (also counted by the breaker)."""
         if not self.breaker.allow():
             raise BackendUnavailable("the backend failed repeatedly and is cooling down")
+        messages: list[BaseMessage] = [SystemMessage(system)] if system else []
+        messages.append(HumanMessage(user))
         try:
-            text = call_with_deadline(self._model, [SystemMessage(system), HumanMessage(user)], timeout_s)
+            text = call_with_deadline(self._model, messages, timeout_s)
         except BackendUnavailable as exc:
             self.breaker.record_failure()
             log.warning("backend %s failed: %s", self.name, scrub(str(exc)))

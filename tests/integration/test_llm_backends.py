@@ -12,7 +12,7 @@ import pytest
 from coach.answer import EXTRACTIVE, NOTE_UNAVAILABLE, NOTE_UNSUPPORTED, CoachService, Turn
 from coach.text import collapse
 from tests.contract import assert_contract
-from tests.standin import Fail, Hang, Reply, StandIn, passage_with
+from tests.standin import Fail, Hang, Reply, StandIn, passage_with, passages_of
 
 pytestmark = pytest.mark.integration
 
@@ -148,10 +148,14 @@ def test_a_follow_up_is_condensed_with_the_conversation_before_retrieval(service
         service_llm = llm_service(service, server.url)
         answer = service_llm.answer("and what about my hips?", history=history)
     condense, answering = server.chat_requests()
-    assert KNEES in condense.messages[1]["content"]
-    assert "and what about my hips?" in condense.messages[1]["content"]
+    (message,) = condense.messages  # the condensing prompt alone, without the answering rules
+    assert KNEES in message["content"]
+    assert "and what about my hips?" in message["content"]
     # the condensed question is what was retrieved for and what the model was asked
     assert f"The runner's question: {standalone}" in answering.messages[1]["content"]
+    expected = [collapse(h.chunk.text) for h in service_llm.retrieve(standalone).hits]
+    sent = [collapse(body.split("\n", 1)[1]) for body in passages_of(answering.body).values()]
+    assert sent == expected
     assert answer.question == "and what about my hips?"
     assert answer.backend == "openai:stand-in"
     assert answer.citations
@@ -326,3 +330,24 @@ def test_red_flags_come_before_any_model_call(service) -> None:
         assert server.chat_requests() == []
     assert answer.urgent
     assert answer.citations == []
+
+
+def test_a_list_answer_keeps_its_lead_in_and_bullets(service) -> None:
+    def reply(request: dict) -> str:
+        a, b = passage_with(request, EVIDENCE), passage_with(request, PELVIS)
+        return (
+            "Here is what the articles say:\n"
+            f"- **Weak glutes** are linked to knee pain in runners [{a}].\n"
+            f"- An unstable pelvis can lead to knee pain or Achilles tendinitis. [{b}]\n"
+            "- Always wear new shoes.\n"
+            "Hope this helps!"
+        )
+
+    with StandIn([Reply(reply)]) as server:
+        answer = llm_service(service, server.url).answer(KNEES)
+    assert answer.answer == (
+        "Here is what the articles say:\n"
+        "• Weak glutes are linked to knee pain in runners. [1]\n"
+        "• An unstable pelvis can lead to knee pain or Achilles tendinitis. [2]"
+    )
+    check_grounded(service, json.loads(answer.model_dump_json()))

@@ -11,7 +11,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from coach.answer import format_passages
 from coach.followup import HISTORY_TURNS, condense_offline, format_history, leans_on_history
-from coach.grounding import Claim, numbers_of, split_claims
+from coach.grounding import Claim, Line, numbers_of, split_claims
 from coach.llm import (
     BackendUnavailable,
     ChatBackend,
@@ -75,10 +75,12 @@ def test_claims_are_split_into_sentences_with_their_marks() -> None:
         "Nothing cites this."
     )
     assert split_claims(text) == [
-        [Claim("Weak glutes are linked to knee pain.", [1]), Claim("They also cause hip drop.", [2, 3])],
-        [Claim("Do bridges slowly", [4])],
-        [Claim("What you can do:", [], lead_in=True)],
-        [Claim("Nothing cites this.", [])],
+        Line(
+            [Claim("Weak glutes are linked to knee pain.", [1]), Claim("They also cause hip drop.", [2, 3])]
+        ),
+        Line([Claim("Do bridges slowly", [4])], bullet=True),
+        Line([Claim("What you can do:", [], lead_in=True)]),
+        Line([Claim("Nothing cites this.", [])]),
     ]
 
 
@@ -122,12 +124,14 @@ def test_the_breaker_opens_after_repeated_failures_and_half_opens_after_the_cool
     assert breaker.allow(now=0.0)
     breaker.record_failure(now=1.0)
     assert not breaker.allow(now=5.0)
-    assert breaker.allow(now=11.5)  # one trial call
-    breaker.record_failure(now=11.5)  # the trial failed: closed again for a full cool-down
+    assert breaker.allow(now=11.5)  # one trial call ...
+    assert not breaker.allow(now=11.6)  # ... and only one while it is out
+    breaker.record_failure(now=11.7)  # the trial failed: closed again for a full cool-down
     assert not breaker.allow(now=20.0)
-    assert breaker.allow(now=21.5)
+    assert breaker.allow(now=21.8)
     breaker.record_success()
-    assert breaker.allow(now=21.6)
+    assert breaker.allow(now=21.9)
+    assert breaker.allow(now=21.9)
     assert breaker.failures == 0
 
 

@@ -72,7 +72,7 @@ class CoachService:
         self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
         self.backend = backend
-        if backend is None and settings.llm:
+        if backend is None and settings.llm and settings.llm != EXTRACTIVE:
             self.backend = ChatBackend.from_settings(settings)
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
 

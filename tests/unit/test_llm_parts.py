@@ -174,3 +174,18 @@ def test_backend_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         provider_of(make_settings(tmp_path, llm="my-model"))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-abcdef123456")
     assert scrub("key sk-abcdef123456 leaked") == "key *** leaked"
+
+
+def test_extractive_named_explicitly_is_the_offline_backend(tmp_path: Path) -> None:
+    from coach.answer import CoachService
+    from coach.embeddings import fake_embeddings
+
+    settings = make_settings(tmp_path, llm="extractive")
+
+    class NoStore:
+        def all_chunks(self) -> list:
+            return []
+
+    service = CoachService(settings, fake_embeddings(), NoStore(), {})
+    assert service.backend is None
+    assert service.backend_name == "extractive"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import CoachError
 from coach.extractive import Draft, compose
-from coach.followup import condense_offline, format_history
+from coach.followup import condense_offline, format_history, leans_on_history
 from coach.grounding import Grounder
 from coach.llm import BackendUnavailable, ChatBackend, scrub
 from coach.models import Answer, Chunk, Citation, Source
@@ -158,8 +158,8 @@ class CoachService:
     def _standalone(self, text: str, history: Sequence[Turn], deadline: float) -> str:
         """The follow-up rewritten to stand alone: by the model when there is one, else offline."""
         offline = condense_offline(text, history)
-        if self.backend is None:
-            return offline
+        if self.backend is None or not leans_on_history(text):
+            return offline  # a question that stands alone is not worth a model round trip
         budget = min(
             CONDENSE_SHARE * self.settings.answer_deadline_s, deadline - time.monotonic() - self._reserve()
         )

@@ -198,6 +198,8 @@ class ChatBackend:
 
     def complete(self, system: str | None, user: str, timeout_s: float) -> str:
         """The model's reply to one prompt, or BackendUnavailable (also counted by the breaker)."""
+        if timeout_s <= 0:  # the deadline is spent: not the backend's fault, so not counted
+            raise BackendUnavailable("no time left before the deadline")
         if not self.breaker.allow():
             raise BackendUnavailable("the backend failed repeatedly and is cooling down")
         messages: list[BaseMessage] = [SystemMessage(system)] if system else []

@@ -351,3 +351,12 @@ def test_a_list_answer_keeps_its_lead_in_and_bullets(service) -> None:
         "• An unstable pelvis can lead to knee pain or Achilles tendinitis. [2]"
     )
     check_grounded(service, json.loads(answer.model_dump_json()))
+
+
+def test_a_question_that_stands_alone_is_not_condensed_by_the_model(service) -> None:
+    history = [Turn(question=KNEES, answer="Weak glutes are linked to knee pain [1].")]
+    question = "Which exercises strengthen the gluteus medius for runners?"
+    with StandIn([Reply("Single-leg squats activate all of your gluteus muscles [1].")]) as server:
+        llm_service(service, server.url).answer(question, history=history)
+    (request,) = server.chat_requests()
+    assert f"The runner's question: {question}" in request.messages[1]["content"]

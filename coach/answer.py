@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import CoachError
 from coach.extractive import Draft, compose
-from coach.models import Answer, Citation, Source
+from coach.followup import condense_offline, format_history, leans_on_history
+from coach.grounding import Grounder
+from coach.llm import BackendUnavailable, ChatBackend, scrub
+from coach.models import Answer, Chunk, Citation, Source
+from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
 from coach.safety import find_red_flags, normalise_question, urgent_message
 from coach.settings import Settings, load_settings
@@ -25,15 +30,18 @@ EXTRACTIVE = "extractive"
 MIN_COVERAGE = 0.5
 STRONG_SIMILARITY = 0.55
 _MARK = re.compile(r"\[(\d+)\]")
-_FOLLOW_UP = re.compile(
-    r"^(and|also|what about|how about|but|so|then)\b|\b(it|them|they|those|these|that|this|there)\b",
-    re.IGNORECASE,
+
+# Shown above the extractive answer when a configured model could not be used, so the user knows.
+NOTE_UNAVAILABLE = "(The language model was unavailable; this answer is quoted directly from the articles.)"
+NOTE_UNSUPPORTED = (
+    "(The language model's answer could not be checked against the articles; "
+    "this answer is quoted directly from them.)"
 )
-FOLLOW_UP_MAX_WORDS = 8
-
-
-def _is_follow_up(question: str) -> bool:
-    return len(question.split()) <= FOLLOW_UP_MAX_WORDS and bool(_FOLLOW_UP.search(question))
+# Of the answer deadline, kept back for checking citations and composing the fallback after the model.
+RESERVE_SHARE = 0.25
+RESERVE_MAX_S = 2.0
+CONDENSE_SHARE = 0.3  # most of the deadline a follow-up's condensing call may take
+MAX_CONDENSED_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class CoachService:
         embeddings: NamedEmbeddings,
         store: ChunkStore,
         snapshot: dict[str, dict],
+        backend: ChatBackend | None = None,
     ) -> None:
         self.settings = settings
         self.embeddings = embeddings
@@ -62,6 +71,10 @@ class CoachService:
         self.retriever = HybridRetriever(store, embeddings, self.lexical)
         self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
+        self.backend = backend
+        if backend is None and settings.llm and settings.llm != EXTRACTIVE:
+            self.backend = ChatBackend.from_settings(settings)
+        self.grounder = Grounder(embeddings, self._source_texts, self._titles)
 
     @classmethod
     def open(
@@ -92,37 +105,101 @@ class CoachService:
 
     @property
     def backend_name(self) -> str:
-        return EXTRACTIVE
+        return self.backend.name if self.backend else EXTRACTIVE
 
     def sources(self) -> list[Source]:
         keys = Source.model_fields.keys()
         return [Source(**{k: v for k, v in entry.items() if k in keys}) for entry in self.snapshot.values()]
 
     def search_query(self, question: str, history: Sequence[Turn] = ()) -> str:
-        """The text retrieval searches for: a short follow-up ("and my hips?", "how often should I do
-        them?") is read together with the previous question; anything else stands alone."""
-        if history and _is_follow_up(question):
-            return f"{history[-1].question} {question}"
-        return question
+        """The text retrieval searches for (offline condensing of a follow-up; what evals score)."""
+        return condense_offline(question, history) if history else question
 
     def retrieve(self, question: str, *, mode: Mode = "hybrid") -> Retrieval:
         return self.retriever.retrieve(question, k=self.settings.top_k, mode=mode)
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        """A grounded answer: red flags first, then cited sentences, or an honest abstention."""
+        """A grounded answer: red flags first, then cited sentences, or an honest abstention.
+
+        With a model configured, its answer is kept only as far as its citations check out; when it
+        fails, hangs, is cooling down or has nothing supported to say, the extractive answer is given,
+        marked as such, within settings.answer_deadline_s."""
+        deadline = time.monotonic() + self.settings.answer_deadline_s
         text = normalise_question(question, max_chars=self.settings.max_question_chars)
         flags = find_red_flags(text)
-        if flags:
+        if flags:  # before any backend, condensing included: nothing may delay or soften this
             return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
-        retrieval = self.retrieve(self.search_query(text, history))
+        standalone = self._standalone(text, history, deadline) if history else text
+        if standalone != text and (flags := find_red_flags(standalone)):
+            # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
+            return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
+        retrieval = self.retrieve(standalone)
         if not self._covered(retrieval):
             return self._abstain(text)
+        note = None
+        if self.backend is not None:
+            try:
+                draft = self._model_answer(standalone, retrieval, deadline)
+            except BackendUnavailable:
+                draft, note = None, NOTE_UNAVAILABLE
+            else:
+                if draft.citations:
+                    return Answer(
+                        question=text, backend=self.backend.name, answer=draft.text, citations=draft.citations
+                    )
+                note = NOTE_UNSUPPORTED
         draft = self._verified(
             compose(retrieval, self.lexical.idf, self._source_texts, self._titles), retrieval
         )
         if not draft.citations:
             return self._abstain(text)
-        return Answer(question=text, backend=self.backend_name, answer=draft.text, citations=draft.citations)
+        body = f"{note}\n\n{draft.text}" if note else draft.text
+        return Answer(question=text, backend=EXTRACTIVE, answer=body, citations=draft.citations)
+
+    def _reserve(self) -> float:
+        return min(RESERVE_MAX_S, RESERVE_SHARE * self.settings.answer_deadline_s)
+
+    def _standalone(self, text: str, history: Sequence[Turn], deadline: float) -> str:
+        """The follow-up rewritten to stand alone: by the model when there is one, else offline."""
+        offline = condense_offline(text, history)
+        if self.backend is None or not leans_on_history(text):
+            return offline  # a question that stands alone is not worth a model round trip
+        budget = min(
+            CONDENSE_SHARE * self.settings.answer_deadline_s, deadline - time.monotonic() - self._reserve()
+        )
+        prompt = prompts()["condense"].format(history=format_history(history), question=text)
+        try:
+            # No system prompt: the coach's one is about answering from passages, which this is not.
+            reply = self.backend.complete(None, prompt, budget)
+        except BackendUnavailable:
+            return offline
+        lines = [line for line in (collapse(x) for x in reply.splitlines()) if line]
+        condensed = (
+            _MARK.sub("", lines[0].removeprefix("Standalone question:")).strip(" \"'") if lines else ""
+        )
+        if not condensed or len(condensed) > MAX_CONDENSED_CHARS:
+            log.info("condensing gave nothing usable; using the offline condensation")
+            return offline
+        log.debug("condensed %r to %r", text, condensed)
+        return condensed
+
+    def _model_answer(self, question: str, retrieval: Retrieval, deadline: float) -> Draft:
+        """The model's answer with every citation checked; raises BackendUnavailable on faults."""
+        assert self.backend is not None
+        passages = [hit.chunk for hit in retrieval.hits]
+        user = prompts()["answer"].format(passages=format_passages(passages), question=question)
+        budget = deadline - time.monotonic() - self._reserve()
+        reply = self.backend.complete(prompts()["system"].template, user, budget)
+        draft, report = self.grounder.ground(reply, passages)
+        log.info(
+            "model answer: %d of %d claims kept, marks dropped: %s",
+            report.kept_claims,
+            report.claims,
+            report.dropped_marks,
+        )
+        if report.dropped_claims:
+            log.debug("claims dropped: %s", [scrub(c) for c in report.dropped_claims])
+        return self._verified(draft, retrieval)
 
     def _covered(self, retrieval: Retrieval) -> bool:
         if not retrieval.hits or retrieval.best_similarity < self.settings.min_relevance:
@@ -166,3 +243,14 @@ class CoachService:
             for old, new in sorted(renumber.items(), key=lambda p: p[1])
         ]
         return Draft(text="\n".join(kept_lines).strip(), citations=citations)
+
+
+def format_passages(chunks: Sequence[Chunk]) -> str:
+    """The retrieved passages as numbered, delimited data; a delimiter inside a passage is defused."""
+    blocks: list[str] = []
+    for n, chunk in enumerate(chunks, start=1):
+        body = re.sub(r"</?\s*passage", lambda m: m.group(0).replace("<", "‹"), chunk.text, flags=re.I)
+        where = f"{chunk.title} / {chunk.section}" if chunk.section else chunk.title
+        kind = " (a reader's comment)" if chunk.kind == "comment" else ""
+        blocks.append(f'<passage n="{n}">\n[{where}{kind}]\n{body}\n</passage>')
+    return "\n\n".join(blocks)

@@ -58,7 +58,18 @@ def _setup(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("bm25s", "chromadb", "httpx", "sentence_transformers", "transformers", "urllib3"):
+    for noisy in (
+        "anthropic",
+        "bm25s",
+        "chromadb",
+        "httpcore",
+        "httpx",
+        "ollama",
+        "openai",
+        "sentence_transformers",
+        "transformers",
+        "urllib3",
+    ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 

@@ -69,7 +69,7 @@ def _words(text: str) -> set[str]:
     return set(terms(text))
 
 
-def _quote_text(unit: Unit) -> str:
+def quote_text(unit: Unit) -> str:
     return collapse(strip_marker(unit.text))
 
 
@@ -127,7 +127,7 @@ def compose(
             source_id=unit.chunk.source_id,
             title=titles.get(unit.chunk.source_id, unit.chunk.title),
             chunk_id=unit.chunk.chunk_id,
-            quote=_quote_text(unit),
+            quote=quote_text(unit),
         )
         citations.append(citation)
         return f"{citation.quote} [{citation.n}]"

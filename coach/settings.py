@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     )
     llm_base_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server.")
     answer_deadline_s: float = Field(default=20.0, gt=0, description="Most seconds an answer may take.")
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=5, description="Retries of a model call on 429 and 5xx (client backoff)."
+    )
+    llm_breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive model failures after which the backend is rested."
+    )
+    llm_breaker_cooldown_s: float = Field(
+        default=60.0, ge=0, description="Seconds the backend is not called after the breaker opens."
+    )
     telegram_base_url: str | None = Field(default=None, description="Bot API base URL.")
     webhook_url: str | None = Field(default=None, description="Public webhook URL; unset means polling.")
     webhook_secret: SecretStr | None = Field(default=None, description="Webhook secret token.")

@@ -199,6 +199,33 @@ def sources() -> None:
     _run(body)
 
 
+@app.command("bot")
+def bot_command() -> None:
+    """Run the Telegram bot: long polling, or a webhook server when COACH_WEBHOOK_URL is set."""
+
+    def body() -> None:
+        from bot.app import build_application, run_bot
+        from coach.errors import UsageError
+        from coach.settings import load_settings
+
+        settings = load_settings()
+        if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
+            raise UsageError(
+                "Set TELEGRAM_BOT_TOKEN to the token @BotFather gave you (see README, Telegram bot)."
+            )
+        if settings.webhook_url and settings.webhook_secret is None:
+            raise UsageError(
+                "COACH_WEBHOOK_URL is set but COACH_WEBHOOK_SECRET is not; webhook mode needs both."
+            )
+        # A long-running service: say what it does at INFO (the token is redacted from every record).
+        logging.getLogger("bot").setLevel(min(logging.getLogger().level, logging.INFO))
+        application = build_application(settings, _open_service())
+        err.print("The bot is running; Ctrl-C stops it.")
+        run_bot(application, settings)
+
+    _run(body)
+
+
 def main() -> None:
     app()
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from asyncio.subprocess import PIPE
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import pytest
 
 from bot.app import build_application, run_bot
 from bot.formatting import MAX_MESSAGE, render_answer, utf16_len, visible_text
-from bot.handlers import EXPIRED, SOMETHING_WRONG, TEXT_ONLY, WAIT
+from bot.handlers import EXPIRED, SOMETHING_WRONG, TEXT_ONLY, TOO_SLOW, WAIT
 from coach.answer import CoachService
-from coach.models import Answer
+from coach.models import Answer, Disagreement, Position
 from coach.settings import Settings
 from tests.botapi import BotApiStandIn, callback, message, parse_html, photo, sticker, voice
 from tests.conftest import make_settings
@@ -218,6 +219,64 @@ async def test_a_long_answer_is_split(api: BotApiStandIn, service: CoachService,
     whole = visible_text(render_answer(expected))
     for part in shown[:-1]:
         assert part.rstrip() + "\n\n" in whole
+
+
+class DisagreeingService(CoachService):
+    """The real service, with a disagreement laid over each answer's real citations: the disagreement map
+    (#3) is not on this branch, and this exercises the button's plumbing end to end."""
+
+    def answer(self, question: str, history=()) -> Answer:  # noqa: ANN001
+        real = super().answer(question, history)
+        positions = [
+            Position(summary="The glutes drive you forward & up.", citations=[1]),
+            Position(summary="They keep the <hips> centred.", citations=[2]),
+        ]
+        conflict = Disagreement(
+            topic="Do the glutes propel you?", kind="conflicting_opinions", positions=positions
+        )
+        return real.model_copy(update={"disagreements": [conflict]})
+
+
+async def test_the_disagreement_button(api: BotApiStandIn, service: CoachService, tmp_path: Path) -> None:
+    running = await RunningBot(bot_settings(tmp_path / "d", api), clone(service, DisagreeingService)).start()
+    try:
+        api.push(message(45, KNEES))
+        await api.wait_for(lambda: answers(api, 42))
+        labels = buttons(answers(api, 42)[0])
+        assert list(labels) == ["Sources", "Where sources disagree"]
+        api.push(callback(46, labels["Where sources disagree"]))
+        await api.wait_for(lambda: len(api.sent(chat_id=42)) >= 2)
+    finally:
+        await running.stop()
+    shown = parse_html(api.sent(chat_id=42)[-1]["text"])
+    assert "Do the glutes propel you? (conflicting opinions)" in shown
+    assert "– They keep the <hips> centred. [2]" in shown
+    expected = service.answer(KNEES)
+    assert expected.citations[1].quote in shown
+    assert api.errors == []
+
+
+class SlowService(CoachService):
+    def answer(self, question: str, history=()) -> Answer:  # noqa: ANN001
+        answer = super().answer(question, history)  # unusable input fails fast, as in the real one
+        time.sleep(1.5)
+        return answer
+
+
+async def test_deadline_and_unusable_questions(
+    api: BotApiStandIn, service: CoachService, tmp_path: Path
+) -> None:
+    settings = bot_settings(tmp_path / "d", api, answer_deadline_s=0.3)
+    running = await RunningBot(settings, clone(service, SlowService)).start()
+    try:
+        api.push(message(47, KNEES))
+        await api.wait_for(lambda: api.sent(chat_id=42))
+        api.push(message(48, "x " * 2000, user_id=43))  # over COACH_MAX_QUESTION_CHARS
+        await api.wait_for(lambda: api.sent(chat_id=43), within=10)
+    finally:
+        await running.stop()
+    assert [m["text"] for m in api.sent(chat_id=42)] == [TOO_SLOW]
+    assert "characters long" in parse_html(api.sent(chat_id=43)[0]["text"])
 
 
 async def test_stickers_photos_voice_edits_and_channel_posts(api: BotApiStandIn, bot: RunningBot) -> None:

@@ -35,6 +35,7 @@ class UserGate:
     per_minute: float = 6.0
     warn_every_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
+    max_tracked: int = 10_000  # users remembered before idle ones are forgotten
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
     _in_flight: set[int] = field(default_factory=set)
 
@@ -43,6 +44,8 @@ class UserGate:
         if user_id in self._in_flight:
             return Verdict.BUSY
         now = self.clock()
+        if len(self._buckets) > self.max_tracked:
+            self._forget_idle(now)
         bucket = self._buckets.get(user_id)
         if bucket is None:
             bucket = self._buckets[user_id] = _Bucket(tokens=float(self.burst), stamp=now)
@@ -53,6 +56,14 @@ class UserGate:
         bucket.tokens -= 1
         self._in_flight.add(user_id)
         return Verdict.GO
+
+    def _forget_idle(self, now: float) -> None:
+        """A user whose bucket has refilled and who was not warned lately is the same as a new user."""
+        refill_s = self.burst * 60 / self.per_minute
+        for user_id, bucket in list(self._buckets.items()):
+            idle = now - max(bucket.stamp, bucket.warned_at)
+            if user_id not in self._in_flight and idle > max(refill_s, self.warn_every_s):
+                del self._buckets[user_id]
 
     def done(self, user_id: int) -> None:
         self._in_flight.discard(user_id)

@@ -190,6 +190,19 @@ def test_gate_warns_once_per_period() -> None:
     assert gate.should_warn(1)
 
 
+def test_gate_forgets_idle_users_but_not_active_ones() -> None:
+    clock = Clock()
+    gate = UserGate(burst=1, per_minute=60, warn_every_s=10, clock=clock, max_tracked=2)
+    for user_id in (1, 2, 3):
+        assert gate.admit(user_id) is Verdict.GO
+    gate.done(1)
+    gate.done(2)
+    clock.now = 100.0
+    assert gate.admit(4) is Verdict.GO  # over max_tracked: the idle users 1 and 2 are dropped
+    assert set(gate._buckets) == {3, 4}
+    assert gate.admit(3) is Verdict.BUSY  # still in flight, still tracked
+
+
 def test_answer_cache_is_bounded_lru() -> None:
     cache = AnswerCache(size=3)
     keys = [cache.put(answer_with(f"a{i}")) for i in range(3)]

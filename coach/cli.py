@@ -291,6 +291,39 @@ def doctor(
         if not report.ok:
             raise typer.Exit(1)
 
+
+@app.command("bot")
+def bot_command() -> None:
+    """Run the Telegram bot: long polling, or a webhook server when COACH_WEBHOOK_URL is set."""
+
+    def body() -> None:
+        from pydantic import ValidationError
+
+        from bot.app import build_application, run_bot
+        from coach.errors import UsageError
+        from coach.settings import load_settings
+
+        try:
+            settings = load_settings()
+        except ValidationError as exc:  # hide_input_in_errors keeps secret values out of the message
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise UsageError(f"invalid setting: {problems}") from None
+        if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
+            raise UsageError(
+                "Set TELEGRAM_BOT_TOKEN to the token @BotFather gave you (see README, Telegram bot)."
+            )
+        if settings.webhook_url and settings.webhook_secret is None:
+            raise UsageError(
+                "COACH_WEBHOOK_URL is set but COACH_WEBHOOK_SECRET is not; webhook mode needs both."
+            )
+        # A long-running service: say what it does at INFO (the token is redacted from every record).
+        logging.getLogger("bot").setLevel(min(logging.getLogger().level, logging.INFO))
+        service = _open_service()
+        service.retrieve("running")  # load the embedding model now, not on the first user's question
+        application = build_application(settings, service)
+        err.print("The bot is running; Ctrl-C stops it.")
+        run_bot(application, settings)
+
     _run(body)
 
 

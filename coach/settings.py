@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -51,7 +52,20 @@ class Settings(BaseSettings):
     )
     telegram_base_url: str | None = Field(default=None, description="Bot API base URL.")
     webhook_url: str | None = Field(default=None, description="Public webhook URL; unset means polling.")
-    webhook_secret: SecretStr | None = Field(default=None, description="Webhook secret token.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret token Telegram sends with every webhook request (1-256 of A-Z a-z 0-9 _ -); "
+        "required in webhook mode, requests without it get 403.",
+    )
+    webhook_listen: str = Field(
+        default="127.0.0.1",
+        description="Address the webhook server listens on (0.0.0.0 behind a reverse proxy in a container).",
+    )
+    webhook_port: int = Field(default=8443, ge=1, le=65535, description="Port the webhook server listens on.")
+    bot_burst: int = Field(default=3, ge=1, description="Questions a user may send in a burst.")
+    bot_per_minute: float = Field(
+        default=6.0, gt=0, description="Questions per minute a user's allowance refills by."
+    )
 
     top_k: int = Field(default=6, ge=1, le=20, description="Passages an answer draws on at most.")
     min_relevance: float = Field(
@@ -86,6 +100,19 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _secret_token_shape(cls, value: object) -> object:
+        """Telegram accepts only these characters in a secret token; the value itself is never echoed."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+                raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
     @field_validator("data_dir", "corpus_dir", mode="before")
     @classmethod
     def _empty_path_is_default(cls, value: object, info) -> object:  # noqa: ANN001
@@ -100,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def record_db(self) -> Path:
         return self.data_dir / "records.sqlite"
+
+    @property
+    def bot_db(self) -> Path:
+        return self.data_dir / "bot.sqlite"
 
     @property
     def snapshot_path(self) -> Path:

@@ -1,0 +1,139 @@
+"""Builds the Telegram application from settings and a CoachService, and runs it (polling or webhook)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    Defaults,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot import handlers
+from bot.handlers import BotData, CoachApplication, CoachContext
+from bot.limits import UserGate
+from bot.logs import protect_logs
+from bot.state import BotState
+from coach.answer import CoachService
+from coach.errors import UsageError
+from coach.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
+CONCURRENT_UPDATES = 32  # so one user's slow answer never holds up another user's
+
+
+def _file_url(base_url: str) -> str:
+    """A local Bot API server serves files under /file/bot<token>/ beside /bot<token>/."""
+    head, sep, tail = base_url.rstrip("/").rpartition("/bot")
+    return f"{head}/file/bot{tail}" if sep else base_url.rstrip("/") + "/file/bot"
+
+
+def build_application(settings: Settings, service: CoachService) -> CoachApplication:
+    """The bot, ready for run_bot(): handlers registered, services tied to its lifecycle."""
+    token = settings.telegram_bot_token.get_secret_value().strip() if settings.telegram_bot_token else ""
+    if not token:
+        raise UsageError(
+            "Set TELEGRAM_BOT_TOKEN to the token @BotFather gave you (see README, Telegram bot)."
+        )
+    protect_logs(token)
+
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .context_types(ContextTypes(context=CoachContext, bot_data=BotData))
+        .defaults(
+            Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
+        )
+        .rate_limiter(AIORateLimiter(max_retries=2))  # waits out Telegram's RetryAfter twice
+        .concurrent_updates(CONCURRENT_UPDATES)
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+    )
+    if settings.telegram_base_url:
+        builder = builder.base_url(settings.telegram_base_url).base_file_url(
+            _file_url(settings.telegram_base_url)
+        )
+    application: CoachApplication = builder.build()
+
+    data = application.bot_data
+    data.settings = settings
+    data.service = service
+    data.gate = UserGate(burst=settings.bot_burst, per_minute=settings.bot_per_minute)
+
+    new_messages = filters.UpdateType.MESSAGE  # edits and channel posts are left alone
+    application.add_handler(TypeHandler(Update, handlers.skip_seen), group=-1)
+    for name, callback in [
+        ("start", handlers.start),
+        ("help", handlers.help_command),
+        ("sources", handlers.sources_command),
+        ("debates", handlers.debates_command),
+        ("reset", handlers.reset),
+    ]:
+        application.add_handler(CommandHandler(name, callback, filters=new_messages))
+    application.add_handler(MessageHandler(new_messages & filters.COMMAND, handlers.unknown_command))
+    application.add_handler(MessageHandler(new_messages & filters.TEXT, handlers.question))
+    application.add_handler(MessageHandler(new_messages & filters.ATTACHMENT, handlers.not_text))
+    application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_error_handler(handlers.on_error)
+    return application
+
+
+async def _post_init(application: Application) -> None:
+    """Open the bot's SQLite state and publish the command menu."""
+    data: BotData = application.bot_data
+    data.state = BotState(data.settings.bot_db).open()
+    last = data.state.last_update_id()
+    log.info("bot state at %s; last handled update %s", data.settings.bot_db, last)
+    await application.bot.set_my_commands([BotCommand(name, text) for name, text in handlers.COMMANDS])
+
+
+async def _post_shutdown(application: Application) -> None:
+    data: BotData = application.bot_data
+    if data.state is not None:
+        data.state.close()
+        data.state = None
+
+
+def run_bot(
+    application: CoachApplication,
+    settings: Settings,
+    *,
+    poll_timeout: int = 10,
+    handle_signals: bool = True,
+) -> None:
+    """Run until stopped: long polling, or a webhook server when COACH_WEBHOOK_URL is set. Blocks; uses
+    PTB's own run_* so start-up, post_init, shutdown and post_shutdown happen in PTB's order.
+    `handle_signals=False` is for running it off the main thread (tests), where signals cannot be caught."""
+    signals: dict[str, None] = {} if handle_signals else {"stop_signals": None}
+    if settings.webhook_url:
+        if settings.webhook_secret is None:
+            raise UsageError(
+                "COACH_WEBHOOK_URL is set but COACH_WEBHOOK_SECRET is not; webhook mode needs both."
+            )
+        path = urlsplit(settings.webhook_url).path.strip("/")
+        log.info("webhook mode: listening on %s:%s/%s", settings.webhook_listen, settings.webhook_port, path)
+        application.run_webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            url_path=path,
+            webhook_url=settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=ALLOWED_UPDATES,
+            **signals,
+        )
+    else:
+        log.info("polling mode")
+        application.run_polling(timeout=poll_timeout, allowed_updates=ALLOWED_UPDATES, **signals)

@@ -1,0 +1,197 @@
+"""Telegram HTML for answers, sources and disagreements, and splitting long HTML into sendable messages."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+
+from coach.models import Answer, Source
+
+MAX_MESSAGE = 4096  # Telegram's limit on a message's text
+# Tags Telegram's HTML parse mode accepts (https://core.telegram.org/bots/api#html-style).
+ALLOWED_TAGS = frozenset({"b", "i", "u", "s", "a", "code", "pre", "blockquote", "tg-spoiler", "span"})
+
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z-]*)([^>]*)>")
+_ENTITY_MAX = 10  # the longest entity we ever write (&#x1F600;) is shorter than this
+
+
+def esc(text: str) -> str:
+    """Every piece of text that goes into a message passes through here."""
+    return html.escape(text, quote=True)
+
+
+def _marks(numbers: Iterable[int]) -> str:
+    return "".join(f"[{n}]" for n in numbers)
+
+
+def render_answer(answer: Answer) -> str:
+    """The answer as HTML: paragraphs kept, a heading line ("What you can do:") in bold, urgent advice in
+    bold, citation marks as they are, then one line naming the sources behind the marks."""
+    paragraphs = [p.strip() for p in answer.answer.split("\n\n") if p.strip()]
+    rendered: list[str] = []
+    for i, paragraph in enumerate(paragraphs):
+        if answer.urgent and i == 0:
+            rendered.append(f"<b>{esc(paragraph)}</b>")
+            continue
+        first, _, rest = paragraph.partition("\n")
+        if rest and first.endswith(":"):
+            rendered.append(f"<b>{esc(first)}</b>\n{esc(rest)}")
+        else:
+            rendered.append(esc(paragraph))
+    if answer.citations:
+        by_title: dict[str, list[int]] = {}
+        for citation in answer.citations:
+            by_title.setdefault(citation.title, []).append(citation.n)
+        lines = [f"{_marks(ns)} {esc(title)}" for title, ns in by_title.items()]
+        rendered.append("<i>Sources: " + "; ".join(lines) + "</i>")
+    return "\n\n".join(rendered)
+
+
+def render_sources(answer: Answer) -> str:
+    """The quoted passages behind an answer's marks."""
+    if not answer.citations:
+        return "This answer quotes no passages."
+    blocks = ["<b>Sources</b>"]
+    for c in answer.citations:
+        blocks.append(f"<b>[{c.n}]</b> <i>{esc(c.title)}</i>\n<blockquote>{esc(c.quote)}</blockquote>")
+    return "\n\n".join(blocks)
+
+
+def render_disagreements(answer: Answer) -> str:
+    """Where the sources behind an answer disagree, each position with its marks."""
+    if not answer.disagreements:
+        return "The sources behind this answer do not disagree."
+    blocks = ["<b>Where the sources disagree</b>"]
+    for d in answer.disagreements:
+        lines = [f"<b>{esc(d.topic)}</b> <i>({esc(d.kind.replace('_', ' '))})</i>"]
+        lines += [f"– {esc(p.summary)} {_marks(p.citations)}".rstrip() for p in d.positions]
+        blocks.append("\n".join(lines))
+    if answer.citations:
+        quotes = [f"<b>[{c.n}]</b> <i>{esc(c.title)}</i>: “{esc(c.quote)}”" for c in answer.citations]
+        blocks.append("\n".join(quotes))
+    return "\n\n".join(blocks)
+
+
+def render_source_list(sources: Sequence[Source]) -> str:
+    if not sources:
+        return "No articles are indexed yet."
+    lines = []
+    for s in sources:
+        by = ", ".join(s.authors) or s.publisher or ""
+        lines.append(f"• <i>{esc(s.title)}</i>" + (f" — {esc(by)}" if by else ""))
+    return "\n".join(lines)
+
+
+def render_debates(items: Sequence[object]) -> str:
+    """The disagreement map (#3), read defensively: anything with a topic, a kind and positions or
+    summaries is shown; the shape is owned by coach/debates.py."""
+    if not items:
+        return "The articles do not disagree on anything I have mapped."
+    blocks = ["<b>Where the articles disagree</b>"]
+    for item in items:
+        topic = _field(item, "topic") or "(untitled)"
+        kind = str(_field(item, "kind") or "").replace("_", " ")
+        lines = [f"<b>{esc(str(topic))}</b>" + (f" <i>({esc(kind)})</i>" if kind else "")]
+        for position in _field(item, "positions") or []:
+            summary = _field(position, "summary")
+            if summary:
+                lines.append(f"– {esc(str(summary))}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _field(item: object, name: str) -> object:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+# --- splitting -----------------------------------------------------------------------------------------
+
+
+def utf16_len(text: str) -> int:
+    """Telegram counts message length in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _prefix_within(text: str, budget: int) -> int:
+    """The longest prefix of `text` (as a str index) that is at most `budget` UTF-16 units."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > budget:
+            return i
+    return len(text)
+
+
+def _outside_markup(text: str, pos: int) -> int:
+    """Move `pos` back so it is not inside a tag or an entity."""
+    lt, gt = text.rfind("<", 0, pos), text.rfind(">", 0, pos)
+    if lt > gt:
+        pos = lt
+    amp, semi = text.rfind("&", 0, pos), text.rfind(";", 0, pos)
+    if amp > semi and pos - amp <= _ENTITY_MAX:
+        pos = amp
+    return pos
+
+
+def _cut_point(text: str, end: int) -> int:
+    """Where to cut `text[:end]`: a paragraph break, else a line break, else a space, else anywhere
+    outside markup. A break in the first third would leave a stub message, so it is passed over."""
+    floor = end // 3
+    for sep in ("\n\n", "\n", " "):
+        at = text.rfind(sep, 0, end)
+        while at > floor:
+            safe = _outside_markup(text, at)
+            if safe == at:
+                return at
+            at = text.rfind(sep, 0, safe)
+    return _outside_markup(text, end)
+
+
+def _open_tags(fragment: str) -> list[tuple[str, str]]:
+    """(name, opening tag) of every tag still open at the end of `fragment`."""
+    stack: list[tuple[str, str]] = []
+    for m in _TAG.finditer(fragment):
+        name = m.group(2).lower()
+        if m.group(1):
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] == name:
+                    del stack[i]
+                    break
+        else:
+            stack.append((name, m.group(0)))
+    return stack
+
+
+def visible_text(fragment: str) -> str:
+    """What Telegram shows for an HTML fragment: tags dropped, entities decoded."""
+    return html.unescape(_TAG.sub("", fragment))
+
+
+def split_html(text: str, limit: int = MAX_MESSAGE) -> list[str]:
+    """Split HTML into messages of at most `limit` UTF-16 units, preferring paragraph, then line, then
+    word boundaries; a tag open at a cut is closed there and reopened in the next message, and no cut
+    falls inside a tag or an entity. Hand-written because PTB has no HTML-aware splitter."""
+    if limit < 64:
+        raise ValueError("limit too small to hold tags")
+    parts: list[str] = []
+    rest = text.strip()
+    while rest:
+        if utf16_len(rest) <= limit:
+            parts.append(rest)
+            break
+        reserve = 0
+        while True:
+            end = _prefix_within(rest, limit - reserve)
+            cut = _cut_point(rest, end)
+            if cut <= 0:  # an unbreakable run of markup: cut at the budget rather than loop forever
+                cut = end
+            head = rest[:cut].rstrip()
+            stack = _open_tags(head)
+            closers = "".join(f"</{name}>" for name, _ in reversed(stack))
+            if utf16_len(head) + utf16_len(closers) <= limit or reserve >= limit // 2:
+                break
+            reserve = utf16_len(closers) + reserve + 1
+        parts.append(head + closers)
+        rest = "".join(tag for _, tag in stack) + rest[cut:].lstrip()
+    return [p for p in parts if visible_text(p).strip()]

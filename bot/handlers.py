@@ -1,0 +1,294 @@
+"""The bot's handlers: small typed coroutines that turn Telegram updates into CoachService calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, ExtBot
+
+from bot.formatting import (
+    render_answer,
+    render_debates,
+    render_disagreements,
+    render_source_list,
+    render_sources,
+    split_html,
+)
+from bot.limits import AnswerCache, UserGate, Verdict
+from bot.state import BotState
+from coach.answer import CoachService, Turn
+from coach.errors import UsageError
+from coach.models import Answer
+from coach.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 6  # as many as the terminal chat keeps
+TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per chat action
+SOURCES, DISAGREE = "src", "dis"
+
+COMMANDS: list[tuple[str, str]] = [
+    ("start", "What I am and what I know"),
+    ("help", "How to ask, and the commands"),
+    ("sources", "The articles I answer from"),
+    ("debates", "Where the articles disagree"),
+    ("reset", "Forget this chat's history"),
+]
+
+NOT_MEDICAL = (
+    "<b>I am not a medical service.</b> If something hurts badly, keeps getting worse, or comes with chest "
+    "pain, dizziness or numbness, stop running and see a doctor or physiotherapist."
+)
+HELP = (
+    "Type any question about running or glute strength, for example <i>why do my knees hurt?</i>\n\n"
+    "Every claim in my answers carries a mark like [1]; tap <b>Sources</b> under an answer to read the "
+    "quoted passages, and <b>Where sources disagree</b> when the articles do not agree.\n\n"
+    + "\n".join(f"/{name} – {html.escape(text)}" for name, text in COMMANDS)
+)
+TEXT_ONLY = "I can only read text messages. Please type your question."
+WAIT = "One question at a time, please: I am still working on your last one. Send this one again when it arrives."
+TOO_FAST = "You are asking faster than I can answer. Please wait about {seconds} seconds and ask again."
+TOO_SLOW = "Sorry, that took too long to answer. Please try again, perhaps with a shorter question."
+EXPIRED = "That answer has expired, ask again."
+SOMETHING_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
+
+
+@dataclass
+class BotData:
+    """Everything the handlers share, built once per application (PTB creates it with no arguments;
+    build_application fills it in, post_init opens the state, post_shutdown closes it)."""
+
+    settings: Settings | None = None
+    service: CoachService | None = None
+    state: BotState | None = None
+    gate: UserGate = field(default_factory=UserGate)
+    answers: AnswerCache = field(default_factory=AnswerCache)
+
+
+class CoachContext(CallbackContext[ExtBot[None], dict, dict, BotData]):
+    """CallbackContext with typed access to the coach's services."""
+
+    @property
+    def coach(self) -> CoachService:
+        if self.bot_data.service is None:
+            raise RuntimeError("no CoachService attached to the application")
+        return self.bot_data.service
+
+    @property
+    def settings(self) -> Settings:
+        if self.bot_data.settings is None:
+            raise RuntimeError("no settings attached to the application")
+        return self.bot_data.settings
+
+    @property
+    def state(self) -> BotState:
+        if self.bot_data.state is None:
+            raise RuntimeError("the bot's state is not open (post_init has not run)")
+        return self.bot_data.state
+
+    @property
+    def gate(self) -> UserGate:
+        return self.bot_data.gate
+
+    @property
+    def answers(self) -> AnswerCache:
+        return self.bot_data.answers
+
+
+CoachApplication = Application[ExtBot[None], CoachContext, dict, dict, BotData, object]
+
+
+# --- plumbing ----------------------------------------------------------------------------------------
+
+
+async def skip_seen(update: Update, context: CoachContext) -> None:
+    """Group -1: stop an update whose id was handled before (a re-delivery, or a replay after restart)."""
+    if not context.state.claim_update(update.update_id):
+        log.info("skipping update %s: already handled", update.update_id)
+        raise ApplicationHandlerStop
+
+
+async def send_html(context: CoachContext, chat_id: int, text: str, **kwargs: object) -> list[Message]:
+    """Send HTML split into messages under Telegram's limit; keyword arguments go to the last one."""
+    parts = split_html(text)
+    sent = []
+    for i, part in enumerate(parts):
+        extra = kwargs if i == len(parts) - 1 else {}
+        sent.append(await context.bot.send_message(chat_id=chat_id, text=part, **extra))
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def typing(context: CoachContext, chat_id: int) -> AsyncIterator[None]:
+    """Show "typing…" in the chat until the block ends."""
+
+    async def keep_typing() -> None:
+        while True:
+            try:
+                await context.bot.send_chat_action(chat_id=chat_id, action=ChatAction.TYPING)
+            except TelegramError as exc:  # cosmetic: never let it cost the answer
+                log.debug("chat action failed: %s", exc)
+                return
+            await asyncio.sleep(TYPING_EVERY_S)
+
+    task = asyncio.create_task(keep_typing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def answer_keyboard(key: str, answer: Answer) -> InlineKeyboardMarkup | None:
+    """Buttons under an answer; callback data is "<kind>:<id>", far under Telegram's 64 bytes."""
+    buttons = []
+    if answer.citations:
+        buttons.append(InlineKeyboardButton("Sources", callback_data=f"{SOURCES}:{key}"))
+    if answer.disagreements:
+        buttons.append(InlineKeyboardButton("Where sources disagree", callback_data=f"{DISAGREE}:{key}"))
+    return InlineKeyboardMarkup([buttons]) if buttons else None
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+async def start(update: Update, context: CoachContext) -> None:
+    """Introduce the coach, what it knows and what it is not."""
+    sources = render_source_list(context.coach.sources())
+    text = (
+        "Hi! I am a running coach. I answer from a small library of articles and quote them for every "
+        f"claim, and I say so when they do not cover your question.\n\n<b>What I know</b>\n{sources}\n\n"
+        f"{NOT_MEDICAL}\n\n{HELP}"
+    )
+    await send_html(context, update.effective_chat.id, text)
+
+
+async def help_command(update: Update, context: CoachContext) -> None:
+    """How to ask, and the commands."""
+    await send_html(context, update.effective_chat.id, HELP)
+
+
+async def sources_command(update: Update, context: CoachContext) -> None:
+    """The articles the coach answers from."""
+    text = "<b>The articles I answer from</b>\n" + render_source_list(context.coach.sources())
+    await send_html(context, update.effective_chat.id, text)
+
+
+async def debates_command(update: Update, context: CoachContext) -> None:
+    """The disagreement map (#3), if this CoachService offers one."""
+    debates = getattr(context.coach, "debates", None)
+    if not callable(debates):
+        await send_html(
+            context, update.effective_chat.id, "The map of where the articles disagree is not built yet."
+        )
+        return
+    items = await asyncio.to_thread(debates)
+    await send_html(context, update.effective_chat.id, render_debates(list(items or [])))
+
+
+async def reset(update: Update, context: CoachContext) -> None:
+    """Forget this chat's history."""
+    forgotten = context.state.forget(update.effective_chat.id)
+    text = (
+        "Forgotten: your next question starts a new conversation."
+        if forgotten
+        else "There was nothing to forget."
+    )
+    await send_html(context, update.effective_chat.id, text)
+
+
+async def unknown_command(update: Update, context: CoachContext) -> None:
+    """A command the bot does not have: say so, then help."""
+    command = (update.effective_message.text or "").split()[0]
+    await send_html(context, update.effective_chat.id, f"I don't know {html.escape(command)}.\n\n{HELP}")
+
+
+# --- messages ----------------------------------------------------------------------------------------
+
+
+async def question(update: Update, context: CoachContext) -> None:
+    """Any text message is a question: admit it, answer it in a thread, send it with its buttons."""
+    message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+    if message is None or user is None or chat is None or not message.text:
+        return
+    verdict = context.gate.admit(user.id)
+    if verdict is not Verdict.GO:
+        if context.gate.should_warn(user.id):
+            seconds = max(1, round(context.gate.seconds_until_token(user.id)))
+            text = WAIT if verdict is Verdict.BUSY else TOO_FAST.format(seconds=seconds)
+            await send_html(context, chat.id, text)
+        return
+    try:
+        history = context.state.history(chat.id, HISTORY_TURNS)
+        async with typing(context, chat.id):
+            try:
+                # CoachService.answer is CPU-bound and synchronous: a thread keeps the bot responsive.
+                # On timeout the thread runs on to its end (threads cannot be cancelled), but the user
+                # hears back at the deadline and may ask again.
+                answer = await asyncio.wait_for(
+                    asyncio.to_thread(context.coach.answer, message.text, history),
+                    timeout=context.settings.answer_deadline_s,
+                )
+            except UsageError as exc:
+                await send_html(context, chat.id, html.escape(str(exc)))
+                return
+            except TimeoutError:
+                log.warning(
+                    "answer for chat %s missed the %ss deadline", chat.id, context.settings.answer_deadline_s
+                )
+                await send_html(context, chat.id, TOO_SLOW)
+                return
+        key = context.answers.put(answer)
+        await send_html(context, chat.id, render_answer(answer), reply_markup=answer_keyboard(key, answer))
+        context.state.add_turn(
+            chat.id, Turn(question=answer.question, answer=answer.answer), keep=HISTORY_TURNS
+        )
+    finally:
+        context.gate.done(user.id)
+
+
+async def not_text(update: Update, context: CoachContext) -> None:
+    """Stickers, photos, voice and other attachments: a short "text only", at most once per few seconds."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is not None and chat is not None and context.gate.should_warn(user.id):
+        await send_html(context, chat.id, TEXT_ONLY)
+
+
+async def button(update: Update, context: CoachContext) -> None:
+    """The Sources / Where sources disagree buttons: look the answer up by the id in the callback data."""
+    query = update.callback_query
+    kind, _, key = (query.data or "").partition(":")
+    answer = context.answers.get(key)
+    if answer is None or kind not in (SOURCES, DISAGREE):
+        await query.answer(EXPIRED)
+        if update.effective_chat is not None:
+            await send_html(context, update.effective_chat.id, EXPIRED)
+        return
+    await query.answer()
+    if update.effective_chat is None:
+        return
+    text = render_sources(answer) if kind == SOURCES else render_disagreements(answer)
+    await send_html(context, update.effective_chat.id, text)
+
+
+async def on_error(update: object, context: CoachContext) -> None:
+    """The one error handler: log with context, and tell the user something went wrong."""
+    where = ""
+    if isinstance(update, Update):
+        chat = update.effective_chat
+        where = f" (update {update.update_id}, chat {chat.id if chat else '-'})"
+    log.error("error while handling an update%s", where, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            await context.bot.send_message(chat_id=update.effective_chat.id, text=SOMETHING_WRONG)
+        except TelegramError:
+            log.warning("could not tell chat %s about the error", update.effective_chat.id)

@@ -119,7 +119,7 @@ def server_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chr
 
 
 def test_answers_through_the_server_equal_the_embedded_stores(server_index, service) -> None:
-    from coach.answer import CoachService
+    from coach.answer import CoachService, Turn
 
     server, settings = server_index
     remote = CoachService.open(settings, auto_ingest=False)
@@ -129,8 +129,9 @@ def test_answers_through_the_server_equal_the_embedded_stores(server_index, serv
     cases = load_cases()
     assert len(cases) >= 10
     for case in cases:
-        over_http = remote.answer(case.question)
-        embedded = service.answer(case.question)
+        history = tuple(Turn(question=q, answer="") for q in case.history)
+        over_http = remote.answer(case.question, history=history)
+        embedded = service.answer(case.question, history=history)
         assert over_http.model_dump() == embedded.model_dump(), case.question
         assert (over_http.abstained, over_http.urgent) == (case.abstain, case.urgent), case.question
 

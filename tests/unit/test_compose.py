@@ -31,10 +31,6 @@ from tests.deploy import (
 
 # Services built from the project's Dockerfile (they run `coach ...`).
 COACH_SERVICES = ("ingest", "bot")
-# `coach bot` is built in parallel by issue #5 (bot/ and a `bot` command in coach/cli.py). Until that
-# branch lands, the compose file and the Dockerfile may name it although this branch's CLI lacks it;
-# this list is the only exception, and must shrink to nothing once #5 is merged.
-PROVIDED_BY_ISSUE_5 = {"bot"}
 # Deployment-only names that are not coach settings; each must be documented in README.
 NON_SETTING_VARIABLES = {
     "TELEGRAM_BOT_TOKEN",  # a Settings field, read under its usual name (alias)
@@ -261,7 +257,7 @@ def test_dockerfile_and_compose_commands_are_coach_commands(compose: dict) -> No
             assert test[:2] == ["CMD", "coach"], test
             run.append(test[2:])
     for argv in run:
-        assert argv[0] in commands or argv[0] in PROVIDED_BY_ISSUE_5, f"`coach {argv[0]}` does not exist"
+        assert argv[0] in commands, f"`coach {argv[0]}` does not exist"
 
 
 def test_dockerignore_keeps_secrets_and_state_out_but_not_the_sources() -> None:

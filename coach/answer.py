@@ -7,10 +7,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from coach.debates import DebateMap, MapDisagreement
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import CoachError
 from coach.extractive import Draft, compose
-from coach.models import Answer, Citation, Source
+from coach.models import Answer, Citation, Disagreement, Position, Source
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
 from coach.safety import find_red_flags, normalise_question, urgent_message
 from coach.settings import Settings, load_settings
@@ -44,6 +45,7 @@ class CoachService:
         embeddings: NamedEmbeddings,
         store: ChunkStore,
         snapshot: dict[str, dict],
+        debate_map: DebateMap | None = None,
     ) -> None:
         self.settings = settings
         self.embeddings = embeddings
@@ -53,6 +55,7 @@ class CoachService:
         self.retriever = HybridRetriever(store, embeddings, self.lexical)
         self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
+        self.debate_map = debate_map or DebateMap(key="")
 
     @classmethod
     def open(
@@ -64,7 +67,7 @@ class CoachService:
         on_ingest: Callable[[str], None] | None = None,
     ) -> CoachService:
         """Open the index, building it first when there is none (and `auto_ingest` is set)."""
-        from ingest.pipeline import read_snapshot, run_ingest
+        from ingest.pipeline import read_snapshot, run_ingest, update_debates
 
         settings = settings or load_settings()
         embeddings = embeddings or load_minilm()
@@ -79,7 +82,9 @@ class CoachService:
             store = ChunkStore(settings, embeddings, client=store.client)
             snapshot = read_snapshot(settings)
         store.check_model()
-        return cls(settings, embeddings, store, snapshot)
+        # An index built before the map existed, or a map lost or stale: (re)build it now, once.
+        _rebuilt, debate_map = update_debates(settings, embeddings, store)
+        return cls(settings, embeddings, store, snapshot, debate_map)
 
     @property
     def backend_name(self) -> str:
@@ -106,7 +111,90 @@ class CoachService:
         )
         if not draft.citations:
             return self._abstain(text)
-        return Answer(question=text, backend=self.backend_name, answer=draft.text, citations=draft.citations)
+        citations, disagreements = self._disagreements(text, retrieval, draft.citations)
+        return Answer(
+            question=text,
+            backend=self.backend_name,
+            answer=draft.text,
+            citations=citations,
+            disagreements=disagreements,
+        )
+
+    def _disagreements(
+        self, question: str, retrieval: Retrieval, citations: list[Citation]
+    ) -> tuple[list[Citation], list[Disagreement]]:
+        """The map's disagreements about this question, their evidence appended to the citations.
+
+        Evidence goes through the same check as the answer's own quotes: verbatim in its source and in
+        a chunk that was retrieved for this question, here by the map lookup (see `_evidence_ok`).
+        """
+        if not self.debate_map.disagreements:
+            return citations, []
+        vector = retrieval.query_embedding or self.embeddings.embed_query(question)
+        citations = list(citations)
+        numbers = {(c.chunk_id, collapse(c.quote)): c.n for c in citations}
+        found: list[Disagreement] = []
+        for entry in self.debate_map.relevant(vector):
+            added: list[Citation] = []
+            disagreement = self._cite(entry, numbers, len(citations), added)
+            if disagreement is not None:
+                citations.extend(added)
+                found.append(disagreement)
+                numbers.update({(c.chunk_id, c.quote): c.n for c in added})
+        return citations, found
+
+    def _cite(
+        self, entry: MapDisagreement, numbers: dict[tuple[str, str], int], used: int, added: list[Citation]
+    ) -> Disagreement | None:
+        """One map entry as a Disagreement whose positions cite by number; None when fewer than two
+        positions keep verified evidence, or when two positions would cite one source."""
+        local = dict(numbers)
+        positions: list[Position] = []
+        sources_seen: set[str] = set()
+        for position in entry.positions:
+            marks: list[int] = []
+            sources = {e.source_id for e in position.evidence}
+            if sources & sources_seen:
+                log.error("disagreement %r has one source on two sides; not shown", entry.topic)
+                return None
+            for evidence in position.evidence:
+                if not self._evidence_ok(evidence.chunk_id, evidence.source_id, evidence.quote):
+                    log.error("dropping unverifiable evidence from %s", evidence.source_id)
+                    continue
+                key = (evidence.chunk_id, collapse(evidence.quote))
+                if key not in local:
+                    local[key] = used + len(added) + 1
+                    added.append(
+                        Citation(
+                            n=local[key],
+                            source_id=evidence.source_id,
+                            title=self._titles.get(evidence.source_id, evidence.source_id),
+                            chunk_id=evidence.chunk_id,
+                            quote=key[1],
+                        )
+                    )
+                marks.append(local[key])
+            if marks:
+                sources_seen |= sources
+                positions.append(Position(summary=position.summary, citations=marks))
+        if len(positions) < 2:
+            added.clear()
+            return None
+        return Disagreement(topic=entry.topic, kind=entry.kind, positions=positions)
+
+    def _evidence_ok(self, chunk_id: str, source_id: str, quote: str) -> bool:
+        """The map's evidence counts as retrieved when its chunk is in the index, belongs to the source,
+        and holds the quote; the quote must also be verbatim in the source, like every citation."""
+        index = self.lexical.by_id.get(chunk_id)
+        if index is None:
+            return False
+        chunk = self.lexical.chunks[index]
+        quote = collapse(quote)
+        return (
+            chunk.source_id == source_id
+            and quote in collapse(chunk.text)
+            and quote in self._source_texts.get(source_id, "")
+        )
 
     def _covered(self, retrieval: Retrieval) -> bool:
         if not retrieval.hits or retrieval.best_similarity < self.settings.min_relevance:

@@ -48,6 +48,7 @@ MIN_WORDS = 5  # shorter sentences (bare list items, headings) state no claim
 NEGATION_MATCH = 0.45  # an assertion this close to what a denial denies holds the opposite view...
 NEGATION_ANCHORED = 0.20  # ...or this close when it shares two words of the denied predicate (its subject
 # may be a pronoun: "it's what propels you forward" scores 0.24 against "the glutes propel ... forward")
+SAME_DENIAL = 0.80  # two denials this close deny the same thing
 FRAME_MATCH = 0.30  # a "fix it with exercises" claim this close to a "symptom" claim answers it
 FREQUENCY_MATCH = 0.20  # two prescriptions this close are about the same training
 ELABORATION = 0.55  # the next sentence of the same passage this close restates the position
@@ -139,20 +140,34 @@ def denial(clause: str) -> Denial | None:
         return None
     word = collapse(neg.group(0).lower())
     replacement = _UNNEGATE.get(word, "")
-    affirmed = collapse(clause[: neg.start()] + replacement + clause[neg.end() :])
-    predicate = clause[neg.end() :]
+    rest = clause[neg.end() :]
+    if word in ("does not", "doesn't"):  # "it does not reduce" asserts "it reduces"
+        rest = re.sub(r"^\s*([a-z]+)", lambda m: " " + _third_person(m.group(1)), rest)
+    affirmed = collapse(clause[: neg.start()] + replacement + rest)
+    # The denied predicate proper: up to a comma or a relative clause ("..., which builds your base").
+    predicate = re.split(r",|;|\b(?:which|that|who|because)\b", clause[neg.end() :], maxsplit=1)[0]
     anchor = set(terms(predicate)) - GENERIC
     return Denial(affirmed=affirmed, anchor=anchor) if anchor else None
 
 
+def _third_person(verb: str) -> str:
+    if verb.endswith(("s", "sh", "ch", "x", "o")):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
 # --- frequency -----------------------------------------------------------------------------------
 _TRAINING = re.compile(
-    r"\b(exercis\w*|train\w*|strength\w*|workouts?|dedicat\w*|routines?|sessions?|glute work|practi[cs]e)\b",
+    r"\b(exercis\w*|train\w*|strength\w*|workouts?|dedicat\w*|routines?|sessions?|glute work|practi[cs]e"
+    r"|drills?|sprints?|sets|reps|repetitions)\b|^(do|try|perform|add|include|aim for)\b",
     re.IGNORECASE,
 )
 _NUMBERS = {"once": 1, "one": 1, "twice": 2, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 _PER_WEEK = re.compile(
-    r"\b(?P<n>once|twice|one|two|three|four|five|six|\d)\s*(?:times?\s*)?(?:a|per|each|every)\s+week\b",
+    r"\b(?P<n>once|twice|one|two|three|four|five|six|\d+)\s+"
+    r"(?:(?:[\w-]+\s+){0,3}?(?:times?|sessions?|workouts?|days?|runs?)\s+)?(?:a|per|each|every)\s+week\b",
     re.IGNORECASE,
 )
 _DAILY = re.compile(r"\b(daily|every day|each day|per day|a day)\b", re.IGNORECASE)
@@ -346,11 +361,18 @@ def _negations(claims: list[Claim], embeddings: Embeddings) -> list[Found]:
         return []
     affirmed_vectors = _embed(embeddings, [d.affirmed for _, d in denials])
     found: list[Found] = []
-    for (claim, den), affirmed in zip(denials, affirmed_vectors, strict=True):
+    for i, ((claim, den), affirmed) in enumerate(zip(denials, affirmed_vectors, strict=True)):
+        # A source that denies the same thing agrees with this one, whatever else it says.
+        agreeing = {
+            other.source_id
+            for j, (other, _) in enumerate(denials)
+            if j != i and float(affirmed_vectors[j] @ affirmed) >= SAME_DENIAL
+        }
         holders = [
             other
             for other in claims
             if other.source_id != claim.source_id
+            and other.source_id not in agreeing
             and denial(other.clause) is None
             and _holds(other, den, affirmed, claim.vector)
         ]
@@ -491,11 +513,28 @@ def _finish(
     topic_vector = _embed(embeddings, [topic])[0]
     return MapDisagreement(
         topic=topic,
-        kind="conflicting_opinions",
+        kind=_kind(rule, positions),
         rule=rule,
         positions=positions,
         vectors=[topic_vector.tolist(), *(c.vector.tolist() for c in evidence_claims)],
     )
+
+
+_OPEN_ENDED = re.compile(r"\bat least\b", re.IGNORECASE)
+_UPPER_BOUND = re.compile(
+    r"\bnon-?consecutive\b|\brest days?\b|\bat most\b|\bno more than\b|\bonly\b|\benough\b", re.IGNORECASE
+)
+
+
+def _kind(rule: str, positions: list[MapPosition]) -> DisagreementKind:
+    """Offline the map tells two kinds apart: a real conflict, or two prescriptions that can both be
+    followed ("at least twice a week" with no upper bound is met by "daily"). Telling `outdated` or
+    `misinformation` needs publication dates or outside knowledge the articles do not carry."""
+    if rule == "frequency":
+        lowest = positions[-1].evidence  # sides are ordered from most to fewest sessions a week
+        if all(_OPEN_ENDED.search(e.quote) and not _UPPER_BOUND.search(e.quote) for e in lowest):
+            return "complementary"
+    return "conflicting_opinions"
 
 
 def _summary(label: str, quote: str, limit: int = 110) -> str:

@@ -62,6 +62,18 @@ def main() -> None:
         started = time.perf_counter()
         service.answer(QUESTIONS[i % len(QUESTIONS)])
         warm.append(time.perf_counter() - started)
+    from coach.debates import build_map
+
+    started = time.perf_counter()
+    texts = {sid: entry["text"] for sid, entry in service.snapshot.items()}
+    build_map(service.lexical.chunks, texts, embeddings, "bench")
+    debates_build_s = time.perf_counter() - started
+    vectors = [embeddings.embed_query(q) for q in QUESTIONS]
+    lookup = []
+    for i in range(20):
+        started = time.perf_counter()
+        service.debate_map.relevant(vectors[i % len(vectors)])
+        lookup.append(time.perf_counter() - started)
     floor = []
     for i in range(20):
         started = time.perf_counter()
@@ -78,6 +90,9 @@ def main() -> None:
                 "cold_ask_s_median_of_3": round(statistics.median(cold), 2),
                 "warm_answer_ms_median_of_20": round(statistics.median(warm) * 1000, 1),
                 "floor_embed_plus_query_ms_median_of_20": round(statistics.median(floor) * 1000, 1),
+                "disagreements": len(service.debate_map.disagreements),
+                "debates_build_s": round(debates_build_s, 2),
+                "debates_lookup_ms_median_of_20": round(statistics.median(lookup) * 1000, 3),
             },
             indent=2,
         )

@@ -128,9 +128,16 @@ class Denial:
     anchor: set[str]  # content words of the denied predicate
 
 
+_LEAD = re.compile(
+    r"^(?:in fact|however|actually|in reality|in truth|indeed|but|so|yet|still|instead|contrary to popular belief),?\s+",
+    re.IGNORECASE,
+)
+
+
 def denial(clause: str) -> Denial | None:
     """What a sentence denies, if it plainly denies something (not in an 'if' clause, not 'not just')."""
-    clause = clause.replace("’", "'")
+    clause = _LEAD.sub("", clause.replace("’", "'"), count=1)
+    clause = clause[:1].upper() + clause[1:]
     match = _NOT_X.match(clause)
     if match:
         tail = match.group("tail")
@@ -193,8 +200,14 @@ def frequency(clause: str) -> tuple[float, str] | None:
 
 # --- cause or symptom ------------------------------------------------------------------------------
 _SYMPTOM = re.compile(
-    r"\bsymptom\b|\bunless\b.*\b(return|come back|comes back)\b|\bnot the (problem|cause|answer|solution)\b"
-    r"|\b(won't|will not|doesn't|does not|cannot|can't) (fix|cure|solve|correct)\b|\balone (won't|will not)\b",
+    r"\b(is|are)( just| only| merely| simply)? (a )?symptoms? of\b|\bnot the symptoms?\b"
+    r"|\bunless\b.*\b(return|come back|comes back)\b|\bnot the (problem|cause|answer|solution)\b"
+    r"|\b(won['’]t|will not|doesn['’]t|does not|cannot|can['’]t) (fix|cure|solve|correct)\b"
+    r"|\balone (won['’]t|will not)\b",
+    re.IGNORECASE,
+)
+_SYMPTOM_SUBJECT = re.compile(
+    r"^(?:so |but |and |yet )?(?P<subject>[^,;]+?) (?:is|are)(?: just| only| merely| simply)? (?:a )?symptoms? of\b",
     re.IGNORECASE,
 )
 _FIX = re.compile(
@@ -408,24 +421,30 @@ def _frequencies(claims: list[Claim]) -> list[Found]:
 
 def _symptoms(claims: list[Claim]) -> list[Found]:
     limits = [c for c in claims if _SYMPTOM.search(c.quote)]
-    fixes = [c for c in claims if _FIX.search(c.clause) and not _SYMPTOM.search(c.quote)]
+    # A source that itself calls the problem a symptom does not hold that exercises fix it.
+    limiting_sources = {c.source_id for c in limits}
+    fixes = [c for c in claims if _FIX.search(c.clause) and c.source_id not in limiting_sources]
     found: list[Found] = []
     for limit in limits:
-        holders = [
-            f
-            for f in fixes
-            if f.source_id != limit.source_id and float(f.vector @ limit.vector) >= FRAME_MATCH
-        ]
+        holders = [f for f in fixes if float(f.vector @ limit.vector) >= FRAME_MATCH]
         if holders:
             same_source = [c for c in limits if c.source_id == limit.source_id]
             found.append(
                 (
                     [("Exercises fix it", holders), ("A symptom: fix the cause", same_source)],
                     "symptom",
-                    "Do exercises fix it, or is it a symptom of something else?",
+                    _symptom_topic(same_source),
                 )
             )
     return found
+
+
+def _symptom_topic(limits: list[Claim]) -> str:
+    for claim in limits:
+        if match := _SYMPTOM_SUBJECT.match(claim.quote):
+            subject = _lower_first(match.group("subject").strip())
+            return f"Do exercises fix {subject}, or is it a symptom of something else?"
+    return "Do exercises fix it, or is it a symptom of something else?"
 
 
 def _merge(found: list[Found]) -> list[Found]:

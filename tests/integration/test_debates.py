@@ -64,6 +64,18 @@ Hold each stretch for thirty seconds.
 """
 
 
+SHINS_SYMPTOM = """# Shin splints
+
+Shin splints are a symptom of over-striding, not the problem.
+Calf exercises alone will not fix them; land with your foot under your hips instead.
+"""
+
+SHINS_FIX = """# Calf raises
+
+Calf raises strengthen the lower legs, and these exercises correct the weakness behind shin splints.
+"""
+
+
 def corpus(tmp_path: Path, articles: dict[str, str]) -> Path:
     directory = tmp_path / "corpus"
     directory.mkdir(exist_ok=True)
@@ -101,6 +113,14 @@ def test_prescriptions_at_different_frequencies_are_a_disagreement(tmp_path) -> 
     _report, debate_map = ingest(tmp_path, {"hills-twice": HILLS_TWICE, "hills-daily": HILLS_DAILY})
     assert [sides(d) for d in debate_map.disagreements] == [[{"hills-daily"}, {"hills-twice"}]]
     assert debate_map.disagreements[0].positions[0].summary.lower().startswith("every day")
+
+
+def test_a_symptom_against_an_exercise_fix_is_a_disagreement(tmp_path) -> None:
+    _report, debate_map = ingest(tmp_path, {"shins-symptom": SHINS_SYMPTOM, "shins-fix": SHINS_FIX})
+    assert [sides(d) for d in debate_map.disagreements] == [[{"shins-fix"}, {"shins-symptom"}]]
+    assert debate_map.disagreements[0].topic == (
+        "Do exercises fix shin splints, or is it a symptom of something else?"
+    )
 
 
 def test_articles_that_agree_produce_no_disagreement(tmp_path) -> None:

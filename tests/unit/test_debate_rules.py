@@ -55,6 +55,9 @@ def test_a_denial_names_what_it_denies() -> None:
     assert (
         denial("A higher cadence does not reduce the load.").affirmed == "A higher cadence reduces the load."
     )
+    assert (
+        denial("In fact, stretching does not prevent injuries.").affirmed == "Stretching prevents injuries."
+    )
     assert denial("Weak glutes is a symptom of poor technique, not the problem.").affirmed == (
         "Weak glutes is the problem."
     )

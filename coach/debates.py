@@ -39,7 +39,7 @@ from ingest.clean import strip_marker
 
 log = logging.getLogger(__name__)
 
-ALGORITHM = "debates-v1"  # part of the map's key: a new rule set rebuilds every stored map
+ALGORITHM = "debates-v1"  # part of the map's key, with this file's own hash: new rules rebuild stored maps
 MAP_FILE = "debates.json"
 MIN_WORDS = 5  # shorter sentences (bare list items, headings) state no claim
 
@@ -286,8 +286,9 @@ class Claim:
 
 def map_key(source_shas: dict[str, str], model_name: str) -> str:
     """Identity of the corpus a map was built from: every source's sha, the model and the rule set."""
+    rules = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     payload = json.dumps(
-        {"sources": source_shas, "model": model_name, "algorithm": ALGORITHM}, sort_keys=True
+        {"sources": source_shas, "model": model_name, "algorithm": ALGORITHM, "rules": rules}, sort_keys=True
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 

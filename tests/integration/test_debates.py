@@ -123,6 +123,14 @@ def test_a_symptom_against_an_exercise_fix_is_a_disagreement(tmp_path) -> None:
     )
 
 
+def test_an_open_ended_minimum_against_daily_is_complementary(tmp_path) -> None:
+    at_least = "# Hill work\n\nDo hill sprints at least twice a week to build strong glutes.\n"
+    _report, debate_map = ingest(tmp_path, {"hills-at-least": at_least, "hills-daily": HILLS_DAILY})
+    assert [(d.kind, sides(d)) for d in debate_map.disagreements] == [
+        ("complementary", [{"hills-daily"}, {"hills-at-least"}])
+    ]
+
+
 def test_articles_that_agree_produce_no_disagreement(tmp_path) -> None:
     # They agree in plain words, in a shared denial and on the frequency, said differently.
     _report, debate_map = ingest(tmp_path, {"hills-twice": HILLS_TWICE, "hills-agree": HILLS_AGREE})

@@ -52,7 +52,8 @@ SAME_DENIAL = 0.80  # two denials this close deny the same thing
 FRAME_MATCH = 0.30  # a "fix it with exercises" claim this close to a "symptom" claim answers it
 FREQUENCY_MATCH = 0.20  # two prescriptions this close are about the same training
 ELABORATION = 0.55  # the next sentence of the same passage this close restates the position
-MERGE = 0.75  # two disagreements whose positions are this close are one
+MERGE = 0.85  # two disagreements of one rule whose claims are this close are one (high: on one
+# subject unrelated sentences sit near 0.7, and two entries are better than one wrongly merged)
 TOPIC_MATCH = 0.55  # a curated topic question this close to a disagreement names it
 LOOKUP_MATCH = 0.62  # a question this close to a disagreement's topic or evidence gets it...
 LOOKUP_MARGIN = 0.08  # ...unless another disagreement is closer by more than this (every article here is
@@ -71,8 +72,8 @@ _WORD = re.compile(r"[A-Za-z]+")
 _REPORTED = re.compile(
     r"\byou (might|may|could) (be )?(think|thinking|believe|assume)\b|\bseems? simple\b"
     r"|\b(some|many|most) (people|runners|coaches|trainers|experts)? ?(say|believe|think|claim|assume)\b"
-    r"|\b(it is|it's|it’s) (often|commonly|widely) (said|believed|thought|claimed)\b|\bmyth\b"
-    r"|\bcontrary to\b|\bthe (idea|notion|belief|claim) that\b|\bpeople (say|think|believe)\b",
+    r"|\b(it is|it's|it’s) (often|commonly|widely) (said|believed|thought|claimed)\b|\bmyths?\b"
+    r"|\bthe (idea|notion|belief|claim) that\b|\bpeople (say|think|believe)\b",
     re.IGNORECASE,
 )
 _CONCESSION_START = re.compile(r"^(while|although|though|even though|granted|admittedly)\b", re.IGNORECASE)
@@ -353,13 +354,14 @@ Found = tuple[list[Side], str, str]
 
 
 def _elaborate(claims: list[Claim], held: list[Claim]) -> list[Claim]:
-    """Add the sentence right after each held claim when it restates the same position."""
+    """Add the sentence right after each held claim (in the same passage) when it restates its position."""
     by_pos = {(c.source_id, c.index): c for c in claims}
     out = list(held)
     for claim in held:
         following = by_pos.get((claim.source_id, claim.index + 1))
         if (
             following is not None
+            and following.chunk_id == claim.chunk_id
             and following not in out
             and float(following.vector @ claim.vector) >= ELABORATION
             and denial(following.clause) is None
@@ -516,7 +518,7 @@ def _finish(
         evidence_claims.extend(kept)
         positions.append(
             MapPosition(
-                summary=_summary(label, kept[0].quote),
+                summary=_summary(label, kept[0].quote, in_context=rule == "frequency"),
                 evidence=[Evidence(source_id=c.source_id, quote=c.quote, chunk_id=c.chunk_id) for c in kept],
             )
         )
@@ -557,12 +559,13 @@ def _kind(rule: str, positions: list[MapPosition]) -> DisagreementKind:
     return "conflicting_opinions"
 
 
-def _summary(label: str, quote: str, limit: int = 110) -> str:
-    """A one-line summary: the side's label and its first evidence, around the label's words if long."""
+def _summary(label: str, quote: str, *, in_context: bool = False, limit: int = 110) -> str:
+    """A one-line summary: the side's label and its first evidence (a long one cut, or shown around
+    the label when the label is the quote's own words, as a frequency label is)."""
     if len(quote) <= limit:
         return f"{label}: {quote}"
-    at = quote.lower().find(label.lower())
-    if at >= 0:  # a frequency label is the prescription's own words: show them in their context
+    at = quote.lower().find(label.lower()) if in_context else -1
+    if at >= 0:
         words_before = quote[:at].split()[-8:]
         words_after = quote[at + len(label) :].split()[:3]
         return f"{label.capitalize()}: “…{' '.join([*words_before, quote[at : at + len(label)], *words_after])}…”"

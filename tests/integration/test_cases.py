@@ -100,6 +100,13 @@ def test_debates_json_lists_each_disagreement_once_with_verbatim_evidence(real_i
             ), case.question
 
 
+def test_readable_debates_lists_topics_and_sources(real_index) -> None:
+    result = CliRunner().invoke(app, ["debates"], env={"COACH_DATA_DIR": str(real_index.data_dir)})
+    assert result.exit_code == 0, result.output
+    assert "Do the glutes propel you forward when you run?" in result.stdout
+    assert "glutes-fire-in-running" in result.stdout
+
+
 def test_readable_answer_shows_where_the_sources_disagree(real_index) -> None:
     result = CliRunner().invoke(
         app,

@@ -167,3 +167,18 @@ def test_adding_and_removing_an_article_updates_the_map(tmp_path) -> None:
     report, debate_map = ingest(tmp_path, {})
     assert report.debates_rebuilt
     assert debate_map.disagreements == []
+
+
+def test_a_lost_or_unreadable_map_is_rebuilt_when_the_coach_opens(tmp_path) -> None:
+    from coach.answer import CoachService
+    from coach.debates import map_path
+
+    _report, debate_map = ingest(tmp_path, {"hills-twice": HILLS_TWICE, "hills-daily": HILLS_DAILY})
+    settings = make_settings(tmp_path / "data", tmp_path / "corpus")
+    map_path(settings.data_dir).write_text("{not json", encoding="utf-8")
+    service = CoachService.open(settings, auto_ingest=False)
+    rebuilt = read_map(settings.data_dir)
+    assert rebuilt is not None
+    assert rebuilt.key == service.debate_map.key == debate_map.key
+    assert [d.public() for d in rebuilt.disagreements] == [d.public() for d in debate_map.disagreements]
+    assert len(debate_map.disagreements) == 1

@@ -610,7 +610,10 @@ def ensure_map(
     if current is not None and current.key == key:
         return False, current
     debate_map = build_map(chunks_loader(), source_texts, embeddings, key)
-    write_map(data_dir, debate_map)
+    try:
+        write_map(data_dir, debate_map)
+    except OSError as exc:  # a read-only data directory: the map still serves this process
+        log.warning("could not store the disagreement map in %s (%s)", data_dir, exc.strerror)
     log.info(
         "disagreement map: %d claims, %d disagreements", debate_map.claims, len(debate_map.disagreements)
     )

@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from coach.debates import DebateMap, MapDisagreement
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import CoachError
 from coach.extractive import Draft, compose
 from coach.followup import condense_offline, format_history, leans_on_history
 from coach.grounding import Grounder
 from coach.llm import BackendUnavailable, ChatBackend, scrub
-from coach.models import Answer, Chunk, Citation, Source
+from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
 from coach.safety import find_red_flags, normalise_question, urgent_message
@@ -62,6 +63,7 @@ class CoachService:
         store: ChunkStore,
         snapshot: dict[str, dict],
         backend: ChatBackend | None = None,
+        debate_map: DebateMap | None = None,
     ) -> None:
         self.settings = settings
         self.embeddings = embeddings
@@ -75,6 +77,7 @@ class CoachService:
         if backend is None and settings.llm and settings.llm != EXTRACTIVE:
             self.backend = ChatBackend.from_settings(settings)
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
+        self.debate_map = debate_map or DebateMap(key="")
 
     @classmethod
     def open(
@@ -86,7 +89,7 @@ class CoachService:
         on_ingest: Callable[[str], None] | None = None,
     ) -> CoachService:
         """Open the index, building it first when there is none (and `auto_ingest` is set)."""
-        from ingest.pipeline import read_snapshot, run_ingest
+        from ingest.pipeline import read_snapshot, run_ingest, update_debates
 
         settings = settings or load_settings()
         embeddings = embeddings or load_minilm()
@@ -101,7 +104,9 @@ class CoachService:
             store = ChunkStore(settings, embeddings, client=store.client)
             snapshot = read_snapshot(settings)
         store.check_model()
-        return cls(settings, embeddings, store, snapshot)
+        # An index built before the map existed, or a map lost or stale: (re)build it now, once.
+        _rebuilt, debate_map = update_debates(settings, embeddings, store)
+        return cls(settings, embeddings, store, snapshot, debate_map)
 
     @property
     def backend_name(self) -> str:
@@ -144,9 +149,7 @@ class CoachService:
                 draft, note = None, NOTE_UNAVAILABLE
             else:
                 if draft.citations:
-                    return Answer(
-                        question=text, backend=self.backend.name, answer=draft.text, citations=draft.citations
-                    )
+                    return self._with_disagreements(text, self.backend.name, draft.text, draft, retrieval)
                 note = NOTE_UNSUPPORTED
         draft = self._verified(
             compose(retrieval, self.lexical.idf, self._source_texts, self._titles), retrieval
@@ -154,7 +157,20 @@ class CoachService:
         if not draft.citations:
             return self._abstain(text)
         body = f"{note}\n\n{draft.text}" if note else draft.text
-        return Answer(question=text, backend=EXTRACTIVE, answer=body, citations=draft.citations)
+        return self._with_disagreements(text, EXTRACTIVE, body, draft, retrieval)
+
+    def _with_disagreements(
+        self, question: str, backend: str, body: str, draft: Draft, retrieval: Retrieval
+    ) -> Answer:
+        """The final answer, with the map's disagreements about the question on every backend."""
+        citations, disagreements = self._disagreements(question, retrieval, draft.citations)
+        return Answer(
+            question=question,
+            backend=backend,
+            answer=body,
+            citations=citations,
+            disagreements=disagreements,
+        )
 
     def _reserve(self) -> float:
         return min(RESERVE_MAX_S, RESERVE_SHARE * self.settings.answer_deadline_s)
@@ -200,6 +216,82 @@ class CoachService:
         if report.dropped_claims:
             log.debug("claims dropped: %s", [scrub(c) for c in report.dropped_claims])
         return self._verified(draft, retrieval)
+
+    def _disagreements(
+        self, question: str, retrieval: Retrieval, citations: list[Citation]
+    ) -> tuple[list[Citation], list[Disagreement]]:
+        """The map's disagreements about this question, their evidence appended to the citations.
+
+        Evidence goes through the same check as the answer's own quotes: verbatim in its source and in
+        a chunk that was retrieved for this question, here by the map lookup (see `_evidence_ok`).
+        """
+        if not self.debate_map.disagreements:
+            return citations, []
+        vector = retrieval.query_embedding or self.embeddings.embed_query(question)
+        citations = list(citations)
+        numbers = {(c.chunk_id, collapse(c.quote)): c.n for c in citations}
+        found: list[Disagreement] = []
+        for entry in self.debate_map.relevant(vector):
+            added: list[Citation] = []
+            disagreement = self._cite(entry, numbers, len(citations), added)
+            if disagreement is not None:
+                citations.extend(added)
+                found.append(disagreement)
+                numbers.update({(c.chunk_id, c.quote): c.n for c in added})
+        return citations, found
+
+    def _cite(
+        self, entry: MapDisagreement, numbers: dict[tuple[str, str], int], used: int, added: list[Citation]
+    ) -> Disagreement | None:
+        """One map entry as a Disagreement whose positions cite by number; None when fewer than two
+        positions keep verified evidence, or when two positions would cite one source."""
+        local = dict(numbers)
+        positions: list[Position] = []
+        sources_seen: set[str] = set()
+        for position in entry.positions:
+            marks: list[int] = []
+            sources = {e.source_id for e in position.evidence}
+            if sources & sources_seen:
+                log.error("disagreement %r has one source on two sides; not shown", entry.topic)
+                return None
+            for evidence in position.evidence:
+                if not self._evidence_ok(evidence.chunk_id, evidence.source_id, evidence.quote):
+                    log.error("dropping unverifiable evidence from %s", evidence.source_id)
+                    continue
+                key = (evidence.chunk_id, collapse(evidence.quote))
+                if key not in local:
+                    local[key] = used + len(added) + 1
+                    added.append(
+                        Citation(
+                            n=local[key],
+                            source_id=evidence.source_id,
+                            title=self._titles.get(evidence.source_id, evidence.source_id),
+                            chunk_id=evidence.chunk_id,
+                            quote=key[1],
+                        )
+                    )
+                marks.append(local[key])
+            if marks:
+                sources_seen |= sources
+                positions.append(Position(summary=position.summary, citations=marks))
+        if len(positions) < 2:
+            added.clear()
+            return None
+        return Disagreement(topic=entry.topic, kind=entry.kind, positions=positions)
+
+    def _evidence_ok(self, chunk_id: str, source_id: str, quote: str) -> bool:
+        """The map's evidence counts as retrieved when its chunk is in the index, belongs to the source,
+        and holds the quote; the quote must also be verbatim in the source, like every citation."""
+        index = self.lexical.by_id.get(chunk_id)
+        if index is None:
+            return False
+        chunk = self.lexical.chunks[index]
+        quote = collapse(quote)
+        return (
+            chunk.source_id == source_id
+            and quote in collapse(chunk.text)
+            and quote in self._source_texts.get(source_id, "")
+        )
 
     def _covered(self, retrieval: Retrieval) -> bool:
         if not retrieval.hits or retrieval.best_similarity < self.settings.min_relevance:

@@ -192,6 +192,36 @@ def ingest(
 
 
 @app.command()
+def debates(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the map as one JSON list.")] = False,
+) -> None:
+    """Where the sources disagree: every disagreement in the corpus, with verbatim evidence."""
+
+    def body() -> None:
+        import json
+
+        debate_map = _open_service().debate_map
+        if json_output:
+            print(json.dumps([d.public() for d in debate_map.disagreements], indent=2, ensure_ascii=False))
+            return
+        if not debate_map.disagreements:
+            out.print("The articles do not disagree on anything the map can find.")
+            return
+        for number, d in enumerate(debate_map.disagreements, start=1):
+            out.print(Text(f"{number}. {d.topic} ({d.kind.replace('_', ' ')})", style="bold"), soft_wrap=True)
+            for p in d.positions:
+                out.print(Text(f"   – {p.summary}"), soft_wrap=True)
+                for e in p.evidence:
+                    line = Text("       ")
+                    line.append(e.source_id, style="cyan")
+                    line.append(f": “{e.quote}”")
+                    out.print(line, soft_wrap=True)
+            out.print()
+
+    _run(body)
+
+
+@app.command()
 def sources() -> None:
     """List the articles the coach answers from."""
 

@@ -37,6 +37,9 @@ class Retrieval:
     best_similarity: float
     coverage: float  # share of the question's content words that occur anywhere in the corpus
     query_terms: list[str] = field(default_factory=list)
+    # The question's embedding (dense and hybrid modes), reused by the disagreement lookup so an answer
+    # embeds its question once.
+    query_embedding: list[float] | None = None
 
 
 class LexicalIndex:
@@ -104,8 +107,10 @@ class HybridRetriever:
         query_terms = [self.lexical.correct(t) for t in terms(question, expand=True)]
         fused: dict[str, Hit] = {}
         best_similarity = 0.0
+        query_embedding = None
         if mode in ("hybrid", "dense"):
-            dense = self.store.query(self.embeddings.embed_query(question), CANDIDATES)
+            query_embedding = self.embeddings.embed_query(question)
+            dense = self.store.query(query_embedding, CANDIDATES)
             for rank, hit in enumerate(dense):
                 best_similarity = max(best_similarity, hit.similarity)
                 entry = fused.setdefault(hit.chunk.chunk_id, Hit(chunk=hit.chunk, score=0.0))
@@ -125,6 +130,7 @@ class HybridRetriever:
             best_similarity=best_similarity,
             coverage=self.coverage(question),
             query_terms=query_terms,
+            query_embedding=query_embedding,
         )
 
     def coverage(self, question: str) -> float:

@@ -1,4 +1,5 @@
-"""Ingest: load -> clean -> chunk -> embed -> upsert (incremental), then save the source snapshot."""
+"""Ingest: load -> clean -> chunk -> embed -> upsert (incremental), then save the source snapshot and the
+disagreement map."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from langchain_core.documents import Document
 
+from coach.debates import DebateMap, ensure_map
 from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.settings import Settings
@@ -33,13 +35,16 @@ class IngestReport:
     chunks_deleted: int
     chunks_unchanged: int
     chunks_total: int
+    debates_rebuilt: bool = False
+    disagreements: int = 0
 
     def summary(self) -> str:
+        debates = "rebuilt" if self.debates_rebuilt else "unchanged"
         return (
             f"{self.sources} articles ({self.sources_added} added, {self.sources_updated} updated, "
             f"{self.sources_deleted} deleted, {self.sources_unchanged} unchanged); chunks: "
             f"{self.chunks_embedded} embedded, {self.chunks_deleted} deleted, {self.chunks_unchanged} unchanged, "
-            f"{self.chunks_total} in the index"
+            f"{self.chunks_total} in the index; disagreement map {debates}: {self.disagreements} disagreements"
         )
 
 
@@ -154,8 +159,9 @@ def run_ingest(
             f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
         ) from exc
     _write_snapshot(settings, loaded)
-
     current = {ls.source.source_id: ls.sha for ls in loaded}
+    rebuilt, debate_map = update_debates(settings, embeddings, store, current)
+
     return IngestReport(
         sources=len(loaded),
         sources_added=sum(1 for sid in current if sid not in previous),
@@ -170,7 +176,23 @@ def run_ingest(
         chunks_deleted=result["num_deleted"],
         chunks_unchanged=result["num_skipped"],
         chunks_total=store.count(),
+        debates_rebuilt=rebuilt,
+        disagreements=len(debate_map.disagreements),
     )
+
+
+def update_debates(
+    settings: Settings,
+    embeddings: NamedEmbeddings,
+    store: ChunkStore,
+    source_shas: dict[str, str] | None = None,
+) -> tuple[bool, DebateMap]:
+    """Rebuild the disagreement map when the sources changed since it was built (keyed by their shas)."""
+    snapshot = read_snapshot(settings)
+    if source_shas is None:
+        source_shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
+    texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
+    return ensure_map(settings.data_dir, store.all_chunks, texts, source_shas, embeddings, embeddings.name)
 
 
 def _open_for_writing(settings: Settings, embeddings: CountingEmbeddings, *, rebuild: bool) -> ChunkStore:

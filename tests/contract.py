@@ -31,12 +31,24 @@ def assert_contract(payload: dict) -> None:
     assert numbers == list(range(1, len(numbers) + 1))
     marks = {int(m) for m in re.findall(r"\[(\d+)\]", payload["answer"])}
     assert marks <= set(numbers), f"unresolved marks {marks - set(numbers)}"
-    assert marks == set(numbers), "a citation is never used in the answer"
+    # A citation is used by the answer's text or by a disagreement's position (its evidence).
+    position_marks = {n for d in payload["disagreements"] for p in d["positions"] for n in p["citations"]}
+    assert marks | position_marks == set(numbers), "a citation is never used in the answer"
     for citation in payload["citations"]:
         assert collapse(citation["quote"]) in source_text(citation["source_id"]), citation["quote"]
         assert citation["chunk_id"].startswith(citation["source_id"] + ":")
+    by_n = {c["n"]: c for c in payload["citations"]}
     for disagreement in payload["disagreements"]:
+        assert disagreement["kind"] in {"conflicting_opinions", "complementary", "outdated", "misinformation"}
+        assert len(disagreement["positions"]) >= 2
+        seen: set[str] = set()
         for position in disagreement["positions"]:
+            assert position["citations"], "a position without evidence"
             assert set(position["citations"]) <= set(numbers)
+            sources = {by_n[n]["source_id"] for n in position["citations"]}
+            assert not sources & seen, "two positions of one disagreement cite one source"
+            seen |= sources
+    if payload["abstained"] or payload["urgent"]:
+        assert payload["disagreements"] == []
     if payload["abstained"]:
         assert payload["citations"] == []

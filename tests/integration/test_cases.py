@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from coach.answer import Turn
 from coach.cli import app
 from coach.safety import URGENT_PREFIX
+from coach.text import collapse
 from evals.cases import load_cases
-from tests.contract import assert_contract
+from tests.contract import assert_contract, source_text
 
 pytestmark = pytest.mark.integration
 CASES = load_cases()
@@ -46,6 +47,80 @@ def test_gold_case(case, real_index, service) -> None:
         assert payload["abstained"] is False
         assert payload["urgent"] is False
         assert cited & set(case.expect_any), f"cited {cited}, expected one of {case.expect_any}"
+    if case.disagreement:
+        assert_lays_out(payload, case.disagreement.side_a, case.disagreement.side_b)
+
+
+def position_sources(payload: dict) -> list[list[set[str]]]:
+    """For each disagreement, the sources each of its positions cites."""
+    by_n = {c["n"]: c["source_id"] for c in payload["citations"]}
+    return [[{by_n[n] for n in p["citations"]} for p in d["positions"]] for d in payload["disagreements"]]
+
+
+def assert_lays_out(payload: dict, side_a: list[str], side_b: list[str]) -> None:
+    """Some disagreement has a position citing a side-A source and another citing a side-B source."""
+    for positions in position_sources(payload):
+        for i, a in enumerate(positions):
+            for j, b in enumerate(positions):
+                if i != j and a & set(side_a) and b & set(side_b):
+                    return
+    raise AssertionError(f"no disagreement lays out {side_a} against {side_b}: {payload['disagreements']}")
+
+
+def test_debates_json_lists_each_disagreement_once_with_verbatim_evidence(real_index) -> None:
+    result = CliRunner().invoke(app, ["debates", "--json"], env={"COACH_DATA_DIR": str(real_index.data_dir)})
+    assert result.exit_code == 0, result.output
+    entries = json.loads(result.stdout)
+    assert len(entries) >= 2
+    topics = [e["topic"] for e in entries]
+    assert len(topics) == len(set(topics))
+    for entry in entries:
+        assert set(entry) == {"topic", "kind", "positions"}
+        assert entry["topic"].endswith("?")
+        assert entry["kind"] in {"conflicting_opinions", "complementary", "outdated", "misinformation"}
+        assert len(entry["positions"]) >= 2
+        seen: set[str] = set()
+        for position in entry["positions"]:
+            assert set(position) == {"summary", "evidence"}
+            assert position["summary"]
+            sources = {e["source_id"] for e in position["evidence"]}
+            assert sources
+            assert not sources & seen
+            seen |= sources
+            for evidence in position["evidence"]:
+                assert set(evidence) == {"source_id", "quote"}
+                assert collapse(evidence["quote"]) in source_text(evidence["source_id"])
+    # the two gold disagreements are in the map, with their sources on opposite sides
+    for case in CASES:
+        if case.disagreement:
+            sides = [
+                [{e["source_id"] for e in p["evidence"]} for p in entry["positions"]] for entry in entries
+            ]
+            assert any(
+                a & set(case.disagreement.side_a) and b & set(case.disagreement.side_b)
+                for positions in sides
+                for a in positions
+                for b in positions
+                if a is not b
+            ), case.question
+
+
+def test_readable_debates_lists_topics_and_sources(real_index) -> None:
+    result = CliRunner().invoke(app, ["debates"], env={"COACH_DATA_DIR": str(real_index.data_dir)})
+    assert result.exit_code == 0, result.output
+    assert "Do the glutes propel you forward when you run?" in result.stdout
+    assert "glutes-fire-in-running" in result.stdout
+
+
+def test_readable_answer_shows_where_the_sources_disagree(real_index) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["ask", "Do the glutes propel you forward when you run?"],
+        env={"COACH_DATA_DIR": str(real_index.data_dir)},
+    )
+    assert result.exit_code == 0, result.output
+    assert "Where the sources disagree" in result.stdout
+    assert "Do the glutes propel you forward" in result.stdout
 
 
 def test_ask_in_a_real_process_builds_the_index_and_answers(tmp_path) -> None:

@@ -53,3 +53,58 @@ def test_every_answer_cites_only_retrieved_verbatim_passages(fake_service) -> No
     answer = fake_service.answer("What exercises strengthen the glutes?")
     for citation in answer.citations:
         assert citation.quote in fake_service.snapshot[citation.source_id]["text"]
+
+
+def _entry(evidence_by_side: list[list[tuple[str, str, str]]], vector: list[float]):
+    from coach.debates import Evidence, MapDisagreement, MapPosition
+
+    return MapDisagreement(
+        topic="Is it true?",
+        kind="conflicting_opinions",
+        rule="negation",
+        positions=[
+            MapPosition(
+                summary=f"side {i}",
+                evidence=[Evidence(source_id=s, chunk_id=c, quote=q) for s, c, q in side],
+            )
+            for i, side in enumerate(evidence_by_side)
+        ],
+        vectors=[vector],
+    )
+
+
+def _two_sources(service):
+    chunks = [c for c in service.lexical.chunks if c.kind == "article"]
+    first = chunks[0]
+    second = next(c for c in chunks if c.source_id != first.source_id)
+    return [(c.source_id, c.chunk_id, c.text.splitlines()[0]) for c in (first, second)]
+
+
+def test_disagreement_evidence_is_verified_and_cited_after_the_answer(fake_service, monkeypatch) -> None:
+    from coach.debates import DebateMap
+
+    retrieval = fake_service.retrieve("why do my knees hurt?")
+    (s1, c1, q1), (s2, c2, q2) = _two_sources(fake_service)
+    entry = _entry(
+        [
+            [(s1, c1, q1), (s1, c1, "Glutes cure everything."), (s1, f"{s1}:nonexistent", q1)],
+            [(s2, c2, q2)],
+        ],
+        retrieval.query_embedding,
+    )
+    monkeypatch.setattr(fake_service, "debate_map", DebateMap(key="k", disagreements=[entry]))
+    own = Citation(n=1, source_id="x", title="t", chunk_id="x:1", quote="own")
+    citations, disagreements = fake_service._disagreements("q", retrieval, [own])
+    assert [p.citations for p in disagreements[0].positions] == [[2], [3]]
+    assert [(c.n, c.chunk_id) for c in citations] == [(1, "x:1"), (2, c1), (3, c2)]
+
+
+def test_a_disagreement_left_with_one_verified_side_is_not_shown(fake_service, monkeypatch) -> None:
+    from coach.debates import DebateMap
+
+    retrieval = fake_service.retrieve("why do my knees hurt?")
+    (s1, c1, q1), (s2, c2, _q2) = _two_sources(fake_service)
+    entry = _entry([[(s1, c1, q1)], [(s2, c2, "An invented quote.")]], retrieval.query_embedding)
+    monkeypatch.setattr(fake_service, "debate_map", DebateMap(key="k", disagreements=[entry]))
+    citations, disagreements = fake_service._disagreements("q", retrieval, [])
+    assert (citations, disagreements) == ([], [])

@@ -62,6 +62,7 @@ class CoachService:
         embeddings: NamedEmbeddings,
         store: ChunkStore,
         snapshot: dict[str, dict],
+        *,
         backend: ChatBackend | None = None,
         debate_map: DebateMap | None = None,
     ) -> None:
@@ -106,7 +107,7 @@ class CoachService:
         store.check_model()
         # An index built before the map existed, or a map lost or stale: (re)build it now, once.
         _rebuilt, debate_map = update_debates(settings, embeddings, store)
-        return cls(settings, embeddings, store, snapshot, debate_map)
+        return cls(settings, embeddings, store, snapshot, debate_map=debate_map)
 
     @property
     def backend_name(self) -> str:

@@ -303,6 +303,8 @@ def bench(
         (path / "bench.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         out.print(f"Wrote {path / 'bench.json'}.")
 
+    _run(body)
+
 
 @app.command()
 def doctor(
@@ -320,6 +322,8 @@ def doctor(
             render_doctor(report)
         if not report.ok:
             raise typer.Exit(1)
+
+    _run(body)
 
 
 @app.command("bot")

@@ -5,7 +5,8 @@ Definitions (also in README, "Evals"):
 - recall@5: mean share of a case's expected sources present among the top-5 chunks' sources.
 - MRR: mean of 1/rank of the first chunk from an expected source (0 when none in the top 5).
 - citation precision: share of citations whose quote is verbatim in its source file AND supports the
-  answer sentence that cites it (see `supported`).
+  answer sentence that cites it (see `supported`). A citation cited only by a disagreement position
+  is that position's evidence: verbatim in its source is what is required of it.
 - citation recall: share of the answer's claim sentences that carry at least one supporting citation.
 - disagreement recall: share of gold disagreement cases whose answer lays out the disagreement: one
   position cites a side-A source and another position cites a side-B source.
@@ -84,10 +85,14 @@ def citation_metrics(results: list[CaseResult]) -> dict[str, float]:
     for r in results:
         by_n = {c["n"]: c for c in r.citations}
         lines = claims(r.answer)
+        evidence = {n for d in r.disagreements for p in d["positions"] for n in p["citations"]}
         for c in r.citations:
             total += 1
             verbatim = collapse(c["quote"]) in r.source_texts.get(c["source_id"], "")
             citing = [text for text, marks in lines if c["n"] in marks]
+            if not citing and c["n"] in evidence:
+                good += verbatim
+                continue
             good += verbatim and any(supported(text, c["quote"]) for text in citing)
         if r.abstained or r.urgent:
             continue

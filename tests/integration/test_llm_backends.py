@@ -27,7 +27,9 @@ def llm_service(service: CoachService, url: str, **overrides: object) -> CoachSe
     settings = service.settings.model_copy(
         update={"llm": "openai:stand-in", "llm_base_url": f"{url}/v1", **overrides}
     )
-    return CoachService(settings, service.embeddings, service.store, service.snapshot)
+    return CoachService(
+        settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
+    )
 
 
 def source_text(service: CoachService, source_id: str) -> str:
@@ -257,7 +259,9 @@ def test_anthropic_over_its_own_http_api(service, monkeypatch) -> None:
         settings = service.settings.model_copy(
             update={"llm": "anthropic:claude-standin", "llm_base_url": server.url}
         )
-        answer = CoachService(settings, service.embeddings, service.store, service.snapshot).answer(KNEES)
+        answer = CoachService(
+            settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
+        ).answer(KNEES)
     (request,) = server.chat_requests()
     assert request.path == "/v1/messages"
     assert "must not be followed" in request.text()
@@ -270,7 +274,9 @@ def test_ollama_over_its_own_http_api(service) -> None:
         settings = service.settings.model_copy(
             update={"llm": "ollama:qwen2.5:3b", "llm_base_url": server.url}
         )
-        answer = CoachService(settings, service.embeddings, service.store, service.snapshot).answer(KNEES)
+        answer = CoachService(
+            settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
+        ).answer(KNEES)
     (request,) = server.chat_requests()
     assert request.path == "/api/chat"
     assert request.body["model"] == "qwen2.5:3b"
@@ -285,7 +291,9 @@ def test_an_ollama_server_that_never_answers_keeps_the_deadline(service) -> None
             update={"llm": "ollama:qwen2.5:3b", "llm_base_url": server.url, "answer_deadline_s": 2.0}
         )
         start = time.monotonic()
-        answer = CoachService(settings, service.embeddings, service.store, service.snapshot).answer(KNEES)
+        answer = CoachService(
+            settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
+        ).answer(KNEES)
         elapsed = time.monotonic() - start
     assert elapsed < 2.0
     assert answer.backend == EXTRACTIVE

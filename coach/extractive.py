@@ -12,6 +12,8 @@ from ingest.clean import strip_marker
 
 MAX_EXPLAIN = 4
 MAX_ADVICE = 3
+MIN_ADVICE = 2  # an answer that explains a problem also says what the articles advise about it
+FEEDBACK_MIN_IDF = 1.0  # explanation words rarer than this steer the choice of advice
 MAX_PER_CHUNK = 2
 DUPLICATE_OVERLAP = 0.6  # word-set Jaccard above which two sentences say the same thing
 MIN_WORDS = 4  # shorter units (a bare list item) are only quoted together with their lead-in
@@ -80,6 +82,7 @@ def compose(
     question_terms = set(retrieval.query_terms)
     specific = question_terms - GENERIC_TERMS or question_terms
     scored: list[tuple[float, Unit]] = []
+    advice_pool: list[tuple[int, float, Unit]] = []  # every piece of advice in the passages, for a second pass
     for rank, hit in enumerate(retrieval.hits):
         source_text = source_texts.get(hit.chunk.source_id, "")
         # A section titled with the question's words ("What is Glute Dysfunction?") answers it.
@@ -88,6 +91,8 @@ def compose(
             words = _words(unit.text)
             if len(unit.text.split()) < MIN_WORDS:
                 continue
+            if hit.chunk.kind == "article" and _ADVICE.search(strip_marker(unit.text)):
+                advice_pool.append((rank, hit.similarity, unit))
             overlap = specific & words
             if not overlap:
                 continue
@@ -101,23 +106,38 @@ def compose(
     comments: list[Unit] = []
     seen: list[set[str]] = []
     per_chunk: dict[str, int] = {}
-    for _score, unit in scored:
+
+    def take(unit: Unit, group: list[Unit], limit: int) -> None:
         words = _words(unit.text)
+        if len(group) >= limit or per_chunk.get(unit.chunk.chunk_id, 0) >= MAX_PER_CHUNK:
+            return
         if any(len(words & other) / max(1, len(words | other)) > DUPLICATE_OVERLAP for other in seen):
-            continue
-        if per_chunk.get(unit.chunk.chunk_id, 0) >= MAX_PER_CHUNK:
-            continue
-        if unit.chunk.kind == "comment":
-            group, limit = comments, 1
-        elif _ADVICE.search(strip_marker(unit.text)):
-            group, limit = advice, MAX_ADVICE
-        else:
-            group, limit = explain, MAX_EXPLAIN
-        if len(group) >= limit:
-            continue
+            return
         group.append(unit)
         seen.append(words)
         per_chunk[unit.chunk.chunk_id] = per_chunk.get(unit.chunk.chunk_id, 0) + 1
+
+    for _score, unit in scored:
+        if unit.chunk.kind == "comment":
+            take(unit, comments, 1)
+        elif _ADVICE.search(strip_marker(unit.text)):
+            take(unit, advice, MAX_ADVICE)
+        else:
+            take(unit, explain, MAX_EXPLAIN)
+
+    # "Why do my knees hurt?" names no remedy, but the explanation does (weak glutes): advice that
+    # speaks to the explanation's own words is what a runner wants next.
+    if len(advice) < MIN_ADVICE and explain:
+        topic = {t for u in explain for t in _words(u.text) if idf.get(t, 0.0) >= FEEDBACK_MIN_IDF} | specific
+        ranked = sorted(
+            advice_pool,
+            key=lambda item: -(
+                sum(idf.get(t, 0.0) for t in topic & _words(item[2].text)) + 2.0 * item[1] - 0.15 * item[0]
+            ),
+        )
+        for _rank, _similarity, unit in ranked:
+            if unit not in advice and topic & _words(unit.text) - GENERIC_TERMS:
+                take(unit, advice, MIN_ADVICE)
 
     citations: list[Citation] = []
 

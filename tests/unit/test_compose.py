@@ -243,6 +243,20 @@ def test_dockerfile_runs_as_non_root_offline_and_with_the_locked_pins() -> None:
             assert ".env" not in rest
 
 
+def test_dockerfile_copies_what_the_code_reads_beside_it() -> None:
+    """Every package and every data folder the code reads from the project root is in the image."""
+    copied = {rest.split()[0].rstrip("/") for k, rest in dockerfile_instructions() if k == "COPY"}
+    packages = set(
+        tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"][
+            "find"
+        ]["include"]
+    )
+    assert {p.rstrip("*") for p in packages} <= copied
+    assert {"corpus", "prompts"} <= copied  # PROJECT_ROOT / "corpus" and / "prompts" (coach/prompts.py)
+    runs = " ".join(rest for k, rest in dockerfile_instructions() if k == "RUN")
+    assert "-e ." in runs  # editable: PROJECT_ROOT is /app, where those folders are
+
+
 def test_dockerfile_and_compose_commands_are_coach_commands(compose: dict) -> None:
     commands = coach_commands()
     assert "doctor" in commands

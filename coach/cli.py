@@ -288,15 +288,18 @@ def bench(
         from evals.bench import TARGETS, run_bench
 
         report = run_bench(scales=(10_000,) if quick else (10_000, 100_000))
-        flat = {k: v for figure in report["results"].values() for k, v in figure.items()}
-        table = Table("figure", "value", "target", title=f"coach bench ({report['machine']['cpus']} cpus)")
-        for name, value in flat.items():
-            target = TARGETS.get(name)
-            table.add_row(
-                name,
-                f"{value:.3f}" if isinstance(value, float) else str(value),
-                "" if target is None else str(target),
-            )
+        table = Table(
+            "figure", "measure", "value", "target", title=f"coach bench ({report['machine']['cpus']} cpus)"
+        )
+        for figure, values in report["results"].items():
+            for name, value in values.items():
+                target = TARGETS.get(name)
+                table.add_row(
+                    figure,
+                    name,
+                    f"{value:.3f}" if isinstance(value, float) else str(value),
+                    "" if target is None else str(target),
+                )
         out.print(table)
         path = Path("evals/results")
         path.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,9 @@ def compose(
     question_terms = set(retrieval.query_terms)
     specific = question_terms - GENERIC_TERMS or question_terms
     scored: list[tuple[float, Unit]] = []
-    advice_pool: list[tuple[int, float, Unit]] = []  # every piece of advice in the passages, for a second pass
+    advice_pool: list[
+        tuple[int, float, Unit]
+    ] = []  # every piece of advice in the passages, for a second pass
     for rank, hit in enumerate(retrieval.hits):
         source_text = source_texts.get(hit.chunk.source_id, "")
         # A section titled with the question's words ("What is Glute Dysfunction?") answers it.
@@ -131,8 +133,8 @@ def compose(
         topic = {t for u in explain for t in _words(u.text) if idf.get(t, 0.0) >= FEEDBACK_MIN_IDF} | specific
         ranked = sorted(
             advice_pool,
-            key=lambda item: -(
-                sum(idf.get(t, 0.0) for t in topic & _words(item[2].text)) + 2.0 * item[1] - 0.15 * item[0]
+            key=lambda item: (
+                -(sum(idf.get(t, 0.0) for t in topic & _words(item[2].text)) + 2.0 * item[1] - 0.15 * item[0])
             ),
         )
         for _rank, _similarity, unit in ranked:

@@ -34,6 +34,10 @@ from coach.settings import Settings
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
+# The same average rate in 0.2-s windows rather than 1-s ones: aiolimiter's bucket holds one window's
+# worth, so after any pause (a 429, a busy loop) at most 6 messages leave at once instead of 30, which a
+# strict receiver would answer with another 429 (measured with evals/nudge_bench.py: see README).
+PACE_WINDOW_S = 0.2
 CONCURRENT_UPDATES = 32  # so one user's slow answer never holds up another user's
 
 
@@ -62,11 +66,15 @@ def build_application(
         .defaults(
             Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
         )
-        # PTB's limiter paces all sends (overall_max_rate per second; 20 a minute per group chat) and
+        # PTB's limiter paces all sends (COACH_BOT_RATE_PER_S overall; 20 a minute per group chat) and
         # waits out Telegram's RetryAfter twice itself. Private chats get one nudge a day each, far under
         # Telegram's one message a second per chat, so no per-chat limiter is needed.
         .rate_limiter(
-            AIORateLimiter(overall_max_rate=settings.bot_rate_per_s, overall_time_period=1, max_retries=2)
+            AIORateLimiter(
+                overall_max_rate=settings.bot_rate_per_s * PACE_WINDOW_S,
+                overall_time_period=PACE_WINDOW_S,
+                max_retries=2,
+            )
         )
         .concurrent_updates(CONCURRENT_UPDATES)
         .post_init(_post_init)

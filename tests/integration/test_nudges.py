@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -435,3 +436,45 @@ async def test_the_real_job_queue_fires_the_nudge(
         assert len(nudges(api)) == 1
     finally:
         await bot.stop()
+
+
+def test_coach_routine_json(real_index: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from coach.cli import app
+
+    assert (real_index.data_dir / "exercises.json").exists()  # built at ingest, beside the map
+    env = {"COACH_DATA_DIR": str(real_index.data_dir)}
+    for day, frequency in [(1, "daily"), (3, "daily"), (4, "twice-weekly")]:
+        result = CliRunner().invoke(
+            app, ["routine", "--json", "--day", str(day), "--frequency", frequency], env=env
+        )
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.stdout)
+        assert payload["day"] == day
+        assert 2 <= len(payload["exercises"]) <= 3
+        assert payload["note"]
+        for ex in payload["exercises"]:
+            assert set(ex) == {"name", "how", "dose", "source_id", "quote"}
+            assert ex["quote"] in source_text(ex["source_id"])
+    rest = CliRunner().invoke(
+        app, ["routine", "--json", "--day", "2", "--frequency", "twice-weekly"], env=env
+    )
+    assert json.loads(rest.stdout)["exercises"] == []
+    bad = CliRunner().invoke(app, ["routine", "--json", "--frequency", "hourly"], env=env)
+    assert bad.exit_code == 2
+    assert CliRunner().invoke(app, ["routine", "--day", "0"], env=env).exit_code == 2
+
+
+async def test_a_small_broadcast_is_paced_without_loss_or_doubles(tmp_path: Path) -> None:
+    """evals/nudge_bench.py in small: 300 subscribers, a stand-in allowing 100 messages a second, the bot
+    paced at 100."""
+    from evals.nudge_bench import run_nudge_bench
+
+    result = await run_nudge_bench(300, 100.0, tmp_path, timeout_s=60, bot_rate=100.0)
+    assert result["delivered"] == 300
+    assert result["lost"] == 0
+    assert result["doubled"] == 0
+    assert result["statuses"] == {"sent": 300}
+    assert result["share_of_limit"] >= 0.9
+    assert result["achieved_per_s"] <= 100 * 1.2  # paced: the stand-in's limit, plus its one-second burst

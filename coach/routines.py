@@ -5,7 +5,8 @@ reader comments):
 
 * names: a curated lexicon of exercise-name patterns (heads like "clams", "bridge", "deadlift", with the
   modifiers that make them one exercise, "single-leg", "quadruped", "side lying"), accepted in a sentence
-  that speaks of exercise ("exercises", "repeat", "builds ...") or in a short heading or list item; and
+  that speaks of exercise ("exercises", "repeat", "builds ...") or in a heading or list item that starts
+  with a name ("Hip hike", "4) Lunges- ...", "Side lying abduction & clams"); and
   every item of a list introduced by "exercises like / such as / including", lexicon or not, so an article
   naming a new exercise that way adds it;
 * how: only what an article says: the text after "Name-" in a numbered item, a "-- done by ... --"
@@ -51,7 +52,7 @@ TRAINING_WEEKDAYS = {0, 3}  # twice a week on nonconsecutive days: days 1 and 4 
 
 # --- names ---------------------------------------------------------------------------------------
 _MOD = (
-    r"(?:single[- ]leg|one[- ]leg|side[- ]lying|side[- ]lying|quadruped|seated|standing|lateral|"
+    r"(?:single[- ]leg|one[- ]leg|side[- ]lying|quadruped|seated|standing|lateral|"
     r"quarter[- ]knee|resistance[- ]band|banded|reverse|walking|glute|gluteal|hip|donkey|bulgarian)"
 )
 _HEAD = (

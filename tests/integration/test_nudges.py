@@ -461,6 +461,10 @@ def test_coach_routine_json(real_index: Settings) -> None:
         app, ["routine", "--json", "--day", "2", "--frequency", "twice-weekly"], env=env
     )
     assert json.loads(rest.stdout)["exercises"] == []
+    readable = CliRunner().invoke(app, ["routine", "--day", "1"], env=env)
+    assert readable.exit_code == 0, readable.output
+    assert "Day 1" in readable.stdout
+    assert "Stand with a dumbbell" in " ".join(readable.stdout.split())  # the deadlift's how, day 1
     bad = CliRunner().invoke(app, ["routine", "--json", "--frequency", "hourly"], env=env)
     assert bad.exit_code == 2
     assert CliRunner().invoke(app, ["routine", "--day", "0"], env=env).exit_code == 2

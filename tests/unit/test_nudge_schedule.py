@@ -167,3 +167,54 @@ def test_streaks(tmp_path: Path) -> None:
         assert stats.streak == 0
     finally:
         state.close()
+
+
+class FlakyBot:
+    """Raises the scripted errors in order, then "sends" (a fake for the one fault the stand-in cannot
+    cause quickly: a client-side timeout)."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def send_message(self, **kwargs: object) -> object:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return type("Sent", (), {"message_id": self.calls})()
+
+
+@pytest.mark.parametrize(("timeouts", "status", "calls"), [(1, "sent", 2), (9, "unknown", 3)])
+async def test_timeouts_are_retried_with_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeouts: int, status: str, calls: int
+) -> None:
+    from telegram.error import TimedOut
+
+    from bot import nudges
+    from coach.routines import Library
+
+    monkeypatch.setattr(nudges, "TIMEOUT_BACKOFF_S", 0.01)
+    state = BotState(tmp_path / "bot.sqlite").open()
+    try:
+        state.subscribe(42, "07:30", "UTC", "daily", date(2026, 6, 1))
+        bot = FlakyBot(*[TimedOut()] * timeouts)
+        clock = type("C", (), {"now": lambda self: utc(2026, 6, 1, 7, 30)})()
+        nudger = nudges.Nudger(
+            bot=bot,
+            job_queue=None,
+            state=state,
+            library=Library(key=""),
+            titles={},
+            grace=GRACE,
+            retries=2,
+            clock=clock,
+        )
+        outcome = await nudger.deliver(42)
+        assert outcome.status == status
+        assert bot.calls == calls
+        # Sent or not, the day is settled: a timed-out nudge may have arrived, so it is never re-sent.
+        assert state.delivery(42, date(2026, 6, 1)).status == status
+        assert (await nudger.deliver(42)).status == "not due"
+        assert bot.calls == calls
+    finally:
+        state.close()

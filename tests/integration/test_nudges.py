@@ -482,3 +482,16 @@ async def test_a_small_broadcast_is_paced_without_loss_or_doubles(tmp_path: Path
     assert result["statuses"] == {"sent": 300}
     assert result["share_of_limit"] >= 0.9
     assert result["achieved_per_s"] <= 100 * 1.2  # paced: the stand-in's limit, plus its one-second burst
+
+
+def test_the_ingested_library_quotes_verbatim_over_a_28_day_programme(service: CoachService) -> None:
+    from coach.routines import routine_for
+
+    assert len(service.library.exercises) >= 15
+    for frequency in ("daily", "twice-weekly"):
+        for day in range(1, 29):
+            for ex in routine_for(service.library, day, frequency).exercises:
+                source = source_text(ex.source_id)
+                assert ex.quote in source
+                assert ex.how is None or ex.how in source
+                assert ex.dose is None or ex.dose in source

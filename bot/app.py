@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, LinkPreviewOptions, Update
@@ -20,10 +21,11 @@ from telegram.ext import (
     filters,
 )
 
-from bot import handlers
+from bot import handlers, nudges, subscribe
 from bot.handlers import BotData, CoachApplication, CoachContext
 from bot.limits import UserGate
 from bot.logs import protect_logs
+from bot.nudges import Clock, Nudger
 from bot.state import BotState
 from coach.answer import CoachService
 from coach.errors import UsageError
@@ -32,6 +34,10 @@ from coach.settings import Settings
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
+# The same average rate in 0.2-s windows rather than 1-s ones: aiolimiter's bucket holds one window's
+# worth, so after any pause (a 429, a busy loop) at most 6 messages leave at once instead of 30, which a
+# strict receiver would answer with another 429 (measured with evals/nudge_bench.py: see README).
+PACE_WINDOW_S = 0.2
 CONCURRENT_UPDATES = 32  # so one user's slow answer never holds up another user's
 
 
@@ -41,8 +47,11 @@ def _file_url(base_url: str) -> str:
     return f"{head}/file/bot{tail}" if sep else base_url.rstrip("/") + "/file/bot"
 
 
-def build_application(settings: Settings, service: CoachService) -> CoachApplication:
-    """The bot, ready for run_bot(): handlers registered, services tied to its lifecycle."""
+def build_application(
+    settings: Settings, service: CoachService, *, clock: Clock | None = None
+) -> CoachApplication:
+    """The bot, ready for run_bot(): handlers registered, services tied to its lifecycle. `clock` is
+    for tests that move time (nudges); the default is the system's."""
     token = settings.telegram_bot_token.get_secret_value().strip() if settings.telegram_bot_token else ""
     if not token:
         raise UsageError(
@@ -57,7 +66,16 @@ def build_application(settings: Settings, service: CoachService) -> CoachApplica
         .defaults(
             Defaults(parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True))
         )
-        .rate_limiter(AIORateLimiter(max_retries=2))  # waits out Telegram's RetryAfter twice
+        # PTB's limiter paces all sends (COACH_BOT_RATE_PER_S overall; 20 a minute per group chat) and
+        # waits out Telegram's RetryAfter twice itself. Private chats get one nudge a day each, far under
+        # Telegram's one message a second per chat, so no per-chat limiter is needed.
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.bot_rate_per_s * PACE_WINDOW_S,
+                overall_time_period=PACE_WINDOW_S,
+                max_retries=2,
+            )
+        )
         .concurrent_updates(CONCURRENT_UPDATES)
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
@@ -72,6 +90,8 @@ def build_application(settings: Settings, service: CoachService) -> CoachApplica
     data.settings = settings
     data.service = service
     data.gate = UserGate(burst=settings.bot_burst, per_minute=settings.bot_per_minute)
+    if clock is not None:
+        data.clock = clock
 
     new_messages = filters.UpdateType.MESSAGE  # edits and channel posts are left alone
     application.add_handler(TypeHandler(Update, handlers.skip_seen), group=-1)
@@ -81,11 +101,19 @@ def build_application(settings: Settings, service: CoachService) -> CoachApplica
         ("sources", handlers.sources_command),
         ("debates", handlers.debates_command),
         ("reset", handlers.reset),
+        ("subscribe", subscribe.subscribe),
+        ("unsubscribe", subscribe.unsubscribe),
+        ("routine", subscribe.routine),
+        ("stats", subscribe.stats),
     ]:
         application.add_handler(CommandHandler(name, callback, filters=new_messages))
     application.add_handler(MessageHandler(new_messages & filters.COMMAND, handlers.unknown_command))
     application.add_handler(MessageHandler(new_messages & filters.TEXT, handlers.question))
     application.add_handler(MessageHandler(new_messages & filters.ATTACHMENT, handlers.not_text))
+    application.add_handler(CallbackQueryHandler(subscribe.subscribe_button, pattern=rf"^{subscribe.SUB}\|"))
+    application.add_handler(
+        CallbackQueryHandler(subscribe.nudge_button, pattern=rf"^({nudges.DONE}|{nudges.SNOOZE_DATA})\|")
+    )
     application.add_handler(CallbackQueryHandler(handlers.button))
     application.add_error_handler(handlers.on_error)
     return application
@@ -97,6 +125,18 @@ async def _post_init(application: Application) -> None:
     data.state = BotState(data.settings.bot_db).open()
     last = data.state.last_update_id()
     log.info("bot state at %s; last handled update %s", data.settings.bot_db, last)
+    data.nudger = Nudger(
+        bot=application.bot,
+        job_queue=application.job_queue,
+        state=data.state,
+        library=data.service.library,
+        titles={s.source_id: s.title for s in data.service.sources()},
+        grace=timedelta(minutes=data.settings.nudge_grace_min),
+        retries=data.settings.nudge_send_retries,
+        clock=data.clock,
+    )
+    scheduled = data.nudger.rebuild()
+    log.info("nudges: %d subscribers scheduled", scheduled)
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in handlers.COMMANDS])
 
 

@@ -23,6 +23,7 @@ from bot.formatting import (
     split_html,
 )
 from bot.limits import AnswerCache, UserGate, Verdict
+from bot.nudges import Clock, Nudger, SystemClock
 from bot.state import BotState
 from coach.answer import CoachService, Turn
 from coach.errors import UsageError
@@ -41,6 +42,10 @@ COMMANDS: list[tuple[str, str]] = [
     ("sources", "The articles I answer from"),
     ("debates", "Where the articles disagree"),
     ("reset", "Forget this chat's history"),
+    ("subscribe", "A daily glute routine at your time"),
+    ("unsubscribe", "Stop the daily routine"),
+    ("routine", "Today's routine, now"),
+    ("stats", "Your routines done and streak"),
 ]
 
 NOT_MEDICAL = (
@@ -71,6 +76,8 @@ class BotData:
     state: BotState | None = None
     gate: UserGate = field(default_factory=UserGate)
     answers: AnswerCache = field(default_factory=AnswerCache)
+    clock: Clock = field(default_factory=SystemClock)
+    nudger: Nudger | None = None  # built by post_init, once the state is open
 
 
 class CoachContext(CallbackContext[ExtBot[None], dict, dict, BotData]):

@@ -18,6 +18,7 @@ from coach.llm import BackendUnavailable, ChatBackend, scrub
 from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
+from coach.routines import Library
 from coach.safety import find_red_flags, normalise_question, urgent_message
 from coach.settings import Settings, load_settings
 from coach.store import ChunkStore
@@ -65,6 +66,7 @@ class CoachService:
         *,
         backend: ChatBackend | None = None,
         debate_map: DebateMap | None = None,
+        library: Library | None = None,
     ) -> None:
         self.settings = settings
         self.embeddings = embeddings
@@ -79,6 +81,7 @@ class CoachService:
             self.backend = ChatBackend.from_settings(settings)
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
         self.debate_map = debate_map or DebateMap(key="")
+        self.library = library or Library(key="")
 
     @classmethod
     def open(
@@ -90,7 +93,7 @@ class CoachService:
         on_ingest: Callable[[str], None] | None = None,
     ) -> CoachService:
         """Open the index, building it first when there is none (and `auto_ingest` is set)."""
-        from ingest.pipeline import read_snapshot, run_ingest, update_debates
+        from ingest.pipeline import read_snapshot, run_ingest, update_debates, update_library
 
         settings = settings or load_settings()
         embeddings = embeddings or load_minilm()
@@ -107,7 +110,8 @@ class CoachService:
         store.check_model()
         # An index built before the map existed, or a map lost or stale: (re)build it now, once.
         _rebuilt, debate_map = update_debates(settings, embeddings, store)
-        return cls(settings, embeddings, store, snapshot, debate_map=debate_map)
+        _rebuilt, library = update_library(settings, store)
+        return cls(settings, embeddings, store, snapshot, debate_map=debate_map, library=library)
 
     @property
     def backend_name(self) -> str:

@@ -222,6 +222,47 @@ def debates(
 
 
 @app.command()
+def routine(
+    day: Annotated[int, typer.Option("--day", min=1, help="Day of the programme, from 1.")] = 1,
+    frequency: Annotated[
+        str,
+        typer.Option("--frequency", help="daily | twice-weekly (the articles disagree; see coach debates)."),
+    ] = "daily",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the routine as one JSON object.")
+    ] = False,
+) -> None:
+    """The exercises for day N of a programme, each with the passage that recommends it."""
+    from coach.routines import FREQUENCIES, routine_for, routine_json
+
+    if frequency not in FREQUENCIES:
+        err.print(f"error: --frequency must be one of {', '.join(FREQUENCIES)}")
+        raise typer.Exit(2)
+
+    def body() -> None:
+        import json
+
+        result = routine_for(_open_service().library, day, frequency)  # type: ignore[arg-type]
+        if json_output:
+            print(json.dumps(routine_json(result), indent=2, ensure_ascii=False))
+            return
+        out.print(Text(f"Day {result.day}", style="bold"))
+        for number, ex in enumerate(result.exercises, start=1):
+            out.print(Text(f"{number}. {ex.name}", style="bold"), soft_wrap=True)
+            if ex.how:
+                out.print(Text(f"   How: {ex.how}"), soft_wrap=True)
+            if ex.dose:
+                out.print(Text(f"   Dose: {ex.dose}"), soft_wrap=True)
+            line = Text("   ")
+            line.append(ex.source_id, style="cyan")
+            line.append(f": “{ex.quote}”")
+            out.print(line, soft_wrap=True)
+        out.print(Text(result.note), soft_wrap=True)
+
+    _run(body)
+
+
+@app.command()
 def sources() -> None:
     """List the articles the coach answers from."""
 

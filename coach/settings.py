@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     bot_per_minute: float = Field(
         default=6.0, gt=0, description="Questions per minute a user's allowance refills by."
     )
+    bot_rate_per_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Messages per second the bot sends in all (PTB's AIORateLimiter; Telegram allows about 30).",
+    )
+    nudge_grace_min: int = Field(
+        default=180,
+        ge=0,
+        le=1380,
+        description="Minutes after its time a missed daily nudge (bot down) is still sent late; later it is skipped.",
+    )
+    nudge_send_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of one nudge after a timeout, a network error or a 429 the rate limiter gave up on.",
+    )
 
     top_k: int = Field(default=6, ge=1, le=20, description="Passages an answer draws on at most.")
     min_relevance: float = Field(

@@ -17,6 +17,7 @@ from langchain_core.documents import Document
 from coach.debates import DebateMap, ensure_map
 from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
+from coach.routines import Library, ensure_library
 from coach.settings import Settings
 from coach.store import ChunkStore, move_aside, server_down
 from coach.text import collapse
@@ -40,13 +41,18 @@ class IngestReport:
     disagreements: int = 0
     index_seconds: float = 0.0  # the embed-and-upsert step alone (what `coach bench` compares to encode)
 
+
+    exercises_rebuilt: bool = False
+    exercises: int = 0
+
     def summary(self) -> str:
         debates = "rebuilt" if self.debates_rebuilt else "unchanged"
         return (
             f"{self.sources} articles ({self.sources_added} added, {self.sources_updated} updated, "
             f"{self.sources_deleted} deleted, {self.sources_unchanged} unchanged); chunks: "
             f"{self.chunks_embedded} embedded, {self.chunks_deleted} deleted, {self.chunks_unchanged} unchanged, "
-            f"{self.chunks_total} in the index; disagreement map {debates}: {self.disagreements} disagreements"
+            f"{self.chunks_total} in the index; disagreement map {debates}: {self.disagreements} disagreements; "
+            f"exercise library {'rebuilt' if self.exercises_rebuilt else 'unchanged'}: {self.exercises} exercises"
         )
 
 
@@ -165,6 +171,7 @@ def run_ingest(
     _write_snapshot(settings, loaded)
     current = {ls.source.source_id: ls.sha for ls in loaded}
     rebuilt, debate_map = update_debates(settings, embeddings, store, current)
+    library_rebuilt, library = update_library(settings, store, current)
 
     return IngestReport(
         sources=len(loaded),
@@ -183,6 +190,10 @@ def run_ingest(
         debates_rebuilt=rebuilt,
         disagreements=len(debate_map.disagreements),
         index_seconds=index_seconds,
+
+
+        exercises_rebuilt=library_rebuilt,
+        exercises=len(library.exercises),
     )
 
 
@@ -198,6 +209,17 @@ def update_debates(
         source_shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
     texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
     return ensure_map(settings.data_dir, store.all_chunks, texts, source_shas, embeddings, embeddings.name)
+
+
+def update_library(
+    settings: Settings, store: ChunkStore, source_shas: dict[str, str] | None = None
+) -> tuple[bool, Library]:
+    """Rebuild the exercise library when the sources changed since it was built (keyed by their shas)."""
+    snapshot = read_snapshot(settings)
+    if source_shas is None:
+        source_shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
+    texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
+    return ensure_library(settings.data_dir, store.all_chunks, texts, source_shas)
 
 
 def _open_for_writing(settings: Settings, embeddings: CountingEmbeddings, *, rebuild: bool) -> ChunkStore:

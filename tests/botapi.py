@@ -31,9 +31,9 @@ MAX_POLL_S = 3.0
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, *, retry_after: int | None = None) -> None:
         super().__init__(description)
-        self.code, self.description = code, description
+        self.code, self.description, self.retry_after = code, description, retry_after
 
 
 def parse_html(text: str) -> str:
@@ -84,10 +84,35 @@ class Call:
 
 
 @dataclass
+class Fault:
+    """A scripted answer to the next sendMessage for a chat: an error code, or a hang (a timeout)."""
+
+    code: int = 0
+    description: str = ""
+    retry_after: int | None = None
+    hang_s: float = 0.0  # sleep this long, then answer 500 as if the request never got through
+
+
+@dataclass
 class BotApiStandIn:
+    """Scriptable like Telegram's own limits: `rate_limit` messages a second in all (a token bucket
+    holding one second's worth; beyond it 429 with retry_after), `per_chat_interval_s` between two
+    messages to one chat, `blocked` chats (403), unknown `gone` chats (400 chat not found), and `faults`
+    queued per chat."""
+
     token: str
     calls: list[Call] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    delivered: list[dict] = field(default_factory=list)  # sendMessage calls that succeeded
+    rate_limit: float | None = None
+    per_chat_interval_s: float | None = None
+    blocked: set[int] = field(default_factory=set)
+    gone: set[int] = field(default_factory=set)
+    faults: dict[int, list[Fault]] = field(default_factory=dict)
+    rejected_429: int = 0
+    _tokens: float = 0.0
+    _stamp: float = 0.0
+    _last_to_chat: dict[int, float] = field(default_factory=dict)
     _pending: list[dict] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
     _runner: web.AppRunner | None = None
@@ -166,9 +191,10 @@ class BotApiStandIn:
             result = await handler(params)
         except ApiError as exc:
             self.errors.append((method, exc.description))
-            return web.json_response(
-                {"ok": False, "error_code": exc.code, "description": exc.description}, status=exc.code
-            )
+            body: dict[str, Any] = {"ok": False, "error_code": exc.code, "description": exc.description}
+            if exc.retry_after is not None:
+                body["parameters"] = {"retry_after": exc.retry_after}
+            return web.json_response(body, status=exc.code)
         return web.json_response({"ok": True, "result": result})
 
     async def api_getMe(self, params: dict) -> dict:
@@ -208,8 +234,49 @@ class BotApiStandIn:
             raise ApiError(400, "Bad Request: message is too long")
         return visible
 
+    def fail_next(self, chat_id: int, *faults: Fault) -> None:
+        self.faults.setdefault(chat_id, []).extend(faults)
+
+    def delivered_to(self, chat_id: int) -> list[dict]:
+        return [p for p in self.delivered if int(p["chat_id"]) == chat_id]
+
+    def _admit(self, chat_id: int) -> None:
+        """Telegram's flood limits, as 429 answers with retry_after."""
+        now = time.monotonic()
+        if self.rate_limit is not None:
+            if not self._stamp:
+                self._tokens, self._stamp = self.rate_limit, now
+            self._tokens = min(self.rate_limit, self._tokens + (now - self._stamp) * self.rate_limit)
+            self._stamp = now
+            if self._tokens < 1:
+                self.rejected_429 += 1
+                raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
+        if self.per_chat_interval_s is not None:
+            last = self._last_to_chat.get(chat_id)
+            if last is not None and now - last < self.per_chat_interval_s:
+                self.rejected_429 += 1
+                raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
+            self._last_to_chat[chat_id] = now
+        if self.rate_limit is not None:
+            self._tokens -= 1
+
     async def api_sendMessage(self, params: dict) -> dict:
-        return self._message(params, self._checked_text(params))
+        chat_id = int(params["chat_id"])
+        queued = self.faults.get(chat_id)
+        if queued:
+            fault = queued.pop(0)
+            if fault.hang_s:
+                await asyncio.sleep(fault.hang_s)
+                raise ApiError(500, "Internal Server Error: not delivered")
+            raise ApiError(fault.code, fault.description, retry_after=fault.retry_after)
+        if chat_id in self.blocked:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+        if chat_id in self.gone:
+            raise ApiError(400, "Bad Request: chat not found")
+        self._admit(chat_id)
+        result = self._message(params, self._checked_text(params))
+        self.delivered.append(params)
+        return result
 
     async def api_editMessageText(self, params: dict) -> dict:
         return self._message(params, self._checked_text(params))

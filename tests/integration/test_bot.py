@@ -142,6 +142,10 @@ async def test_commands(api: BotApiStandIn, bot: RunningBot, service: CoachServi
         "sources",
         "debates",
         "reset",
+        "subscribe",
+        "unsubscribe",
+        "routine",
+        "stats",
     ]
     script = ["/start", "/help", "/sources", "/debates", "/reset", "/frobnicate<b>&"]
     for i, text in enumerate(script, start=10):

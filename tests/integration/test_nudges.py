@@ -1,0 +1,497 @@
+"""Daily nudges end to end: the real bot (handlers, JobQueue, AIORateLimiter, SQLite) against the Bot API
+stand-in over HTTP, with a clock the tests move. The "what is due" decision reads that clock; tests call
+it (Nudger.run_due) instead of waiting hours, and one test lets the real JobQueue fire a job."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from telegram import Update
+
+from bot.app import build_application
+from bot.handlers import CoachApplication
+from bot.nudges import Nudger
+from coach.answer import CoachService
+from coach.settings import Settings
+from coach.text import collapse
+from tests.botapi import BotApiStandIn, Fault, callback, message, parse_html
+from tests.conftest import CORPUS, make_settings
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "123456789:AAE-test_Token-never-logged-0123456789"
+CHAT = 42
+
+
+@dataclass
+class FakeClock:
+    t: datetime
+
+    def now(self) -> datetime:
+        return self.t
+
+    def set(self, *args: int) -> None:
+        self.t = datetime(*args, tzinfo=UTC)
+
+
+class Bot:
+    """One bot process: build, post_init (which rebuilds the jobs), start; stop like a shutdown."""
+
+    def __init__(self, settings: Settings, service: CoachService, clock: FakeClock) -> None:
+        self.settings, self.service, self.clock = settings, service, clock
+        self.app: CoachApplication | None = None
+
+    async def start(self) -> Bot:
+        self.app = build_application(self.settings, self.service, clock=self.clock)
+        await self.app.initialize()
+        await self.app.post_init(self.app)
+        await self.app.start()
+        return self
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.stop()
+            await self.app.post_shutdown(self.app)
+            await self.app.shutdown()
+            self.app = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    @property
+    def nudger(self) -> Nudger:
+        return self.app.bot_data.nudger
+
+    def job_names(self) -> list[str]:
+        return [job.name for job in self.app.job_queue.jobs()]
+
+
+@pytest.fixture
+async def api():
+    standin = await BotApiStandIn(token=TOKEN).start()
+    yield standin
+    await standin.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 6, 1, 5, 0, tzinfo=UTC))  # 07:00 in Berlin (summer time)
+
+
+@pytest.fixture
+async def bot(api: BotApiStandIn, service: CoachService, clock: FakeClock, tmp_path: Path):
+    settings = make_settings(tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url)
+    running = await Bot(settings, service, clock).start()
+    yield running
+    await running.stop()
+
+
+_ids = itertools.count(1)
+
+
+async def send(bot: Bot, update: dict) -> None:
+    await bot.app.process_update(Update.de_json(update, bot.app.bot))
+
+
+async def command(bot: Bot, text: str, chat: int = CHAT) -> str:
+    """Send a command; return the text of the bot's last reply to it."""
+    before = len(bot_api(bot).sent(chat_id=chat))
+    await send(bot, message(next(_ids), text, user_id=chat))
+    replies = bot_api(bot).sent(chat_id=chat)[before:]
+    assert replies, f"no reply to {text}"
+    return parse_html(replies[-1]["text"])
+
+
+_API: dict[int, BotApiStandIn] = {}
+
+
+def bot_api(bot: Bot) -> BotApiStandIn:
+    return _API[id(bot)]
+
+
+@pytest.fixture(autouse=True)
+def _link(request: pytest.FixtureRequest) -> None:
+    if "bot" in request.fixturenames:
+        _API[id(request.getfixturevalue("bot"))] = request.getfixturevalue("api")
+
+
+def nudges(api: BotApiStandIn, chat: int = CHAT) -> list[dict]:
+    """Nudges that reached the chat (they carry a Done button)."""
+    return [
+        m
+        for m in api.delivered_to(chat)
+        if any(
+            b["text"] == "Done"
+            for row in (m.get("reply_markup") or {}).get("inline_keyboard", [])
+            for b in row
+        )
+    ]
+
+
+def buttons(msg: dict) -> dict[str, str]:
+    return {b["text"]: b["callback_data"] for row in msg["reply_markup"]["inline_keyboard"] for b in row}
+
+
+def source_text(source_id: str) -> str:
+    [path] = list(CORPUS.glob(f"{source_id}.*"))
+    return collapse(path.read_text(encoding="utf-8"))
+
+
+async def test_subscribe_then_the_nudge_fires_at_the_local_time(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    reply = await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    assert "Subscribed" in reply
+    assert "at 07:30" in reply
+    [job] = bot.app.job_queue.get_jobs_by_name(str(CHAT))
+    assert job.data == CHAT
+    assert bot.nudger.schedule(CHAT) == datetime(2026, 6, 1, 5, 30, tzinfo=UTC)
+
+    clock.set(2026, 6, 1, 5, 29, 59)
+    assert await bot.nudger.run_due() == []
+    assert nudges(api) == []
+    clock.set(2026, 6, 1, 5, 30)
+    [outcome] = await bot.nudger.run_due()
+    assert outcome.status == "sent"
+    [nudge] = nudges(api)
+    text = parse_html(nudge["text"])
+    assert text.startswith("Day 1: today's glute routine")
+    assert list(buttons(nudge)) == ["Done", "Snooze 1 h"]
+    # Every exercise in it is quoted verbatim from its article.
+    routine = bot.service.library.exercises[:3]
+    for ex in routine:
+        assert ex.name in text
+        assert ex.quote in text
+        assert ex.quote in source_text(ex.source_id)
+    assert await bot.nudger.run_due() == []  # once
+    assert len(nudges(api)) == 1
+    assert api.errors == []
+
+
+async def test_subscribe_with_buttons_shows_both_frequency_positions(
+    bot: Bot, api: BotApiStandIn, service: CoachService
+) -> None:
+    await command(bot, "/subscribe")
+    choice = buttons(api.sent(chat_id=CHAT)[-1])
+    assert "07:30" in choice
+    await send(bot, callback(next(_ids), choice["07:30"], user_id=CHAT))
+    zones = buttons(api.sent(chat_id=CHAT)[-1])
+    assert "Europe/Berlin" in zones
+    await send(bot, callback(next(_ids), zones["Europe/Berlin"], user_id=CHAT))
+    screen = api.sent(chat_id=CHAT)[-1]
+    assert set(buttons(screen)) == {"Daily", "Twice a week"}
+    assert all(len(data.encode()) <= 64 for data in buttons(screen).values())
+    shown = parse_html(screen["text"])
+    [debate] = [
+        d for d in service.debate_map.disagreements if d.topic == "How often should you train the glutes?"
+    ]
+    sources = {e.source_id for p in debate.positions for e in p.evidence}
+    assert {"glutes-fire-in-running", "runners-need-strong-glutes"} <= sources
+    for p in debate.positions:
+        for e in p.evidence:
+            assert e.quote in shown
+    await send(bot, callback(next(_ids), buttons(screen)["Twice a week"], user_id=CHAT))
+    assert "Subscribed: a routine twice a week at 07:30 (Europe/Berlin)" in parse_html(
+        api.sent(chat_id=CHAT)[-1]["text"]
+    )
+    assert bot.app.bot_data.state.subscription(CHAT).frequency == "twice-weekly"
+
+
+async def test_malformed_subscribe_gets_a_clear_message_and_changes_nothing(bot: Bot) -> None:
+    reply = await command(bot, "/subscribe 25:99 Mars/Olympus")
+    assert "“25:99” is not a time of day" in reply
+    assert "“Mars/Olympus” is not a time zone" in reply
+    assert "/subscribe 07:30 Europe/Berlin" in reply
+    assert "is not daily or twice-weekly" in await command(bot, "/subscribe 07:30 UTC hourly")
+    assert bot.app.bot_data.state.subscription(CHAT) is None
+    assert bot.job_names() == []
+
+
+async def test_restart_between_scheduling_and_firing(bot: Bot, api: BotApiStandIn, clock: FakeClock) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    await bot.restart()
+    assert bot.job_names() == [str(CHAT)]  # rebuilt from the store
+    clock.set(2026, 6, 1, 5, 30)
+    assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+    assert len(nudges(api)) == 1
+
+
+async def test_restart_right_after_sending_does_not_double(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    clock.set(2026, 6, 1, 5, 30)
+    await bot.nudger.run_due()
+    clock.set(2026, 6, 1, 5, 30, 2)
+    await bot.restart()
+    await asyncio.sleep(0.3)  # any job due at start runs now
+    assert await bot.nudger.run_due() == []
+    assert len(nudges(api)) == 1
+    # The next is tomorrow's.
+    assert bot.nudger.schedule(CHAT) == datetime(2026, 6, 2, 5, 30, tzinfo=UTC)
+
+
+async def test_a_crash_between_claim_and_send_loses_that_nudge_rather_than_doubling(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    clock.set(2026, 6, 1, 5, 30)
+    state = bot.app.bot_data.state
+    assert state.claim_delivery(CHAT, date(2026, 6, 1), 1, clock.now().timestamp())  # then "crash"
+    await bot.restart()
+    assert state is not bot.app.bot_data.state
+    assert bot.app.bot_data.state.delivery(CHAT, date(2026, 6, 1)).status == "unknown"
+    assert await bot.nudger.run_due() == []
+    assert nudges(api) == []
+
+
+async def test_downtime_across_the_nudge_time_sends_it_late_once(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    await bot.stop()
+    clock.set(2026, 6, 1, 7, 0)  # 90 minutes late, inside the 180-minute grace
+    await bot.start()  # post_init finds it due and queues it at once: the real JobQueue sends it
+    await api.wait_for(lambda: len(nudges(api)) == 1, within=10)
+    assert await bot.nudger.run_due() == []
+    await bot.restart()
+    await asyncio.sleep(0.3)
+    assert len(nudges(api)) == 1
+    assert bot.app.bot_data.state.delivery(CHAT, date(2026, 6, 1)).status == "sent"
+
+
+async def test_downtime_beyond_the_grace_window_skips_that_day(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    await bot.stop()
+    clock.set(2026, 6, 1, 8, 31)  # 3 h 1 min late
+    await bot.start()
+    await asyncio.sleep(0.3)
+    assert await bot.nudger.run_due() == []
+    assert nudges(api) == []
+    assert bot.nudger.schedule(CHAT) == datetime(2026, 6, 2, 5, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone", "local_time", "start", "fires"),
+    [
+        (
+            "Europe/Berlin",
+            "07:30",
+            datetime(2026, 3, 28, 4, 0, tzinfo=UTC),
+            [datetime(2026, 3, 28, 6, 30, tzinfo=UTC), datetime(2026, 3, 29, 5, 30, tzinfo=UTC)],
+        ),
+        (
+            "America/New_York",
+            "07:00",
+            datetime(2026, 10, 31, 4, 0, tzinfo=UTC),
+            [datetime(2026, 10, 31, 11, 0, tzinfo=UTC), datetime(2026, 11, 1, 12, 0, tzinfo=UTC)],
+        ),
+    ],
+)
+async def test_dst_change(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock, zone, local_time, start, fires
+) -> None:  # noqa: ANN001
+    clock.t = start
+    await command(bot, f"/subscribe {local_time} {zone} daily")
+    for n, at in enumerate(fires, start=1):
+        assert bot.nudger.schedule(CHAT) == at
+        clock.t = at - timedelta(seconds=1)
+        assert await bot.nudger.run_due() == []
+        clock.t = at
+        assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+        assert len(nudges(api)) == n
+        # An hour either side of the old time (the DST shift) sends nothing more.
+        clock.t = at + timedelta(hours=1)
+        assert await bot.nudger.run_due() == []
+    assert parse_html(nudges(api)[-1]["text"]).startswith("Day 2:")
+
+
+async def test_a_blocked_user_is_unsubscribed(bot: Bot, api: BotApiStandIn, clock: FakeClock) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily", chat=43)
+    api.blocked.add(CHAT)
+    api.gone.add(43)
+    clock.set(2026, 6, 1, 5, 30)
+    outcomes = sorted(o.status for o in await bot.nudger.run_due())
+    assert outcomes == ["blocked", "chat not found"]
+    state = bot.app.bot_data.state
+    assert state.subscription(CHAT).active is False
+    assert state.subscription(CHAT).reason == "blocked"
+    assert state.subscription(43).reason == "chat not found"
+    assert state.active_subscriptions() == []
+    assert bot.nudger.schedule(CHAT) is None
+    clock.set(2026, 6, 2, 5, 30)
+    assert await bot.nudger.run_due() == []
+
+
+async def test_429_then_success_delivers_once(bot: Bot, api: BotApiStandIn, clock: FakeClock) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    api.fail_next(CHAT, Fault(429, "Too Many Requests: retry after 1", retry_after=1))
+    clock.set(2026, 6, 1, 5, 30)
+    started = asyncio.get_running_loop().time()
+    assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+    assert asyncio.get_running_loop().time() - started >= 1.0  # it waited retry_after
+    assert len(nudges(api)) == 1
+    assert api.errors == [("sendMessage", "Too Many Requests: retry after 1")]
+
+
+async def test_server_errors_are_retried_with_a_bound(bot: Bot, api: BotApiStandIn, clock: FakeClock) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    api.fail_next(CHAT, Fault(502, "Bad Gateway"))
+    clock.set(2026, 6, 1, 5, 30)
+    assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+    assert len(nudges(api)) == 1
+    # Always failing: bounded (1 + COACH_NUDGE_SEND_RETRIES tries), then the claim is released so the
+    # job tries again a minute later, still inside the grace window.
+    api.fail_next(CHAT, *[Fault(502, "Bad Gateway")] * 10)
+    clock.set(2026, 6, 2, 5, 30)
+    tries = len(api.sent(chat_id=CHAT))
+    bot.nudger.retries = 1
+    assert [o.status for o in await bot.nudger.run_due()] == ["retry"]
+    assert len(api.sent(chat_id=CHAT)) - tries == 2
+    assert bot.app.bot_data.state.delivery(CHAT, date(2026, 6, 2)) is None
+    assert bot.nudger.schedule(CHAT, retry=True) == datetime(2026, 6, 2, 5, 31, tzinfo=UTC)
+
+
+async def test_unsubscribe_stops_the_next_nudge(bot: Bot, api: BotApiStandIn, clock: FakeClock) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    assert "Unsubscribed" in await command(bot, "/unsubscribe")
+    await asyncio.sleep(0)  # schedule_removal takes effect on the loop
+    assert bot.job_names() == []
+    clock.set(2026, 6, 1, 5, 30)
+    assert await bot.nudger.run_due() == []
+    await bot.restart()
+    assert bot.job_names() == []
+    assert nudges(api) == []
+    assert "not subscribed" in (await command(bot, "/unsubscribe")).lower()
+
+
+async def test_done_keeps_a_streak_and_snooze_reminds_an_hour_later(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    for day in (1, 2):
+        clock.set(2026, 6, day, 5, 30)
+        await bot.nudger.run_due()
+        await send(bot, callback(next(_ids), buttons(nudges(api)[-1])["Done"], user_id=CHAT))
+        assert f"Streak: {day}" in parse_html(api.sent(chat_id=CHAT)[-1]["text"])
+    clock.set(2026, 6, 3, 5, 30)
+    await bot.nudger.run_due()
+    await send(bot, callback(next(_ids), buttons(nudges(api)[-1])["Snooze 1 h"], user_id=CHAT))
+    assert api.sent("answerCallbackQuery")[-1]["text"] == "I'll remind you in an hour."
+    assert "snooze-42" in bot.job_names()
+    await bot.restart()
+    assert "snooze-42" in bot.job_names()  # snoozes survive a restart too
+    clock.set(2026, 6, 3, 6, 29)
+    assert (await bot.nudger.remind(CHAT, date(2026, 6, 3))).status == "taken"  # not yet
+    clock.set(2026, 6, 3, 6, 30)
+    assert (await bot.nudger.remind(CHAT, date(2026, 6, 3))).status == "sent"
+    assert (await bot.nudger.remind(CHAT, date(2026, 6, 3))).status == "taken"  # once
+    reminder = nudges(api)[-1]
+    assert parse_html(reminder["text"]).startswith("Reminder, as you asked:")
+    assert list(buttons(reminder)) == ["Done"]
+    stats = await command(bot, "/stats")
+    assert "Routines sent: 3; done: 2." in stats
+    assert "Streak: 2 (best 2)" in stats
+    assert "today is day 3" in stats
+    routine = await command(bot, "/routine")
+    assert routine.startswith("Day 3: today's glute routine")
+
+
+async def test_the_real_job_queue_fires_the_nudge(
+    api: BotApiStandIn, service: CoachService, tmp_path: Path
+) -> None:
+    """No fake waiting: the clock runs in real time, shifted so that a minute starts 1.5 s from now."""
+    real = datetime.now(UTC)
+    target = (real + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    offset = target - (real + timedelta(seconds=1.5))
+
+    class ShiftedClock:
+        def now(self) -> datetime:
+            return datetime.now(UTC) + offset
+
+    settings = make_settings(tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url)
+    bot = await Bot(settings, service, ShiftedClock()).start()  # type: ignore[arg-type]
+    _API[id(bot)] = api
+    try:
+        await command(bot, f"/subscribe {target:%H:%M} UTC daily")
+        assert nudges(api) == []
+        await api.wait_for(lambda: len(nudges(api)) == 1, within=10)
+        for _ in range(50):  # the stand-in answered; the bot marks it sent when the answer arrives
+            if bot.app.bot_data.state.delivery(CHAT, target.date()).status == "sent":
+                break
+            await asyncio.sleep(0.05)
+        assert bot.app.bot_data.state.delivery(CHAT, target.date()).status == "sent"
+        await asyncio.sleep(0.5)
+        assert bot.job_names() == [str(CHAT)]  # the next one, tomorrow
+        assert len(nudges(api)) == 1
+    finally:
+        await bot.stop()
+
+
+def test_coach_routine_json(real_index: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from coach.cli import app
+
+    assert (real_index.data_dir / "exercises.json").exists()  # built at ingest, beside the map
+    env = {"COACH_DATA_DIR": str(real_index.data_dir)}
+    for day, frequency in [(1, "daily"), (3, "daily"), (4, "twice-weekly")]:
+        result = CliRunner().invoke(
+            app, ["routine", "--json", "--day", str(day), "--frequency", frequency], env=env
+        )
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.stdout)
+        assert payload["day"] == day
+        assert 2 <= len(payload["exercises"]) <= 3
+        assert payload["note"]
+        for ex in payload["exercises"]:
+            assert set(ex) == {"name", "how", "dose", "source_id", "quote"}
+            assert ex["quote"] in source_text(ex["source_id"])
+    rest = CliRunner().invoke(
+        app, ["routine", "--json", "--day", "2", "--frequency", "twice-weekly"], env=env
+    )
+    assert json.loads(rest.stdout)["exercises"] == []
+    readable = CliRunner().invoke(app, ["routine", "--day", "1"], env=env)
+    assert readable.exit_code == 0, readable.output
+    assert "Day 1" in readable.stdout
+    assert "Stand with a dumbbell" in " ".join(readable.stdout.split())  # the deadlift's how, day 1
+    bad = CliRunner().invoke(app, ["routine", "--json", "--frequency", "hourly"], env=env)
+    assert bad.exit_code == 2
+    assert CliRunner().invoke(app, ["routine", "--day", "0"], env=env).exit_code == 2
+
+
+async def test_a_small_broadcast_is_paced_without_loss_or_doubles(tmp_path: Path) -> None:
+    """evals/nudge_bench.py in small: 300 subscribers, a stand-in allowing 100 messages a second, the bot
+    paced at 100."""
+    from evals.nudge_bench import run_nudge_bench
+
+    result = await run_nudge_bench(300, 100.0, tmp_path, timeout_s=60, bot_rate=100.0)
+    assert result["delivered"] == 300
+    assert result["lost"] == 0
+    assert result["doubled"] == 0
+    assert result["statuses"] == {"sent": 300}
+    assert result["share_of_limit"] >= 0.9
+    assert result["achieved_per_s"] <= 100 * 1.2  # paced: the stand-in's limit, plus its one-second burst
+
+
+def test_the_ingested_library_quotes_verbatim_over_a_28_day_programme(service: CoachService) -> None:
+    from coach.routines import routine_for
+
+    assert len(service.library.exercises) >= 15
+    for frequency in ("daily", "twice-weekly"):
+        for day in range(1, 29):
+            for ex in routine_for(service.library, day, frequency).exercises:
+                source = source_text(ex.source_id)
+                assert ex.quote in source
+                assert ex.how is None or ex.how in source
+                assert ex.dose is None or ex.dose in source

@@ -3,11 +3,14 @@ Done / Snooze buttons under a nudge."""
 
 from __future__ import annotations
 
+import functools
 import html
+from collections.abc import Awaitable, Callable
 from datetime import date
 from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatType
 
 from bot.handlers import CoachContext, send_html
 from bot.nudges import (
@@ -68,6 +71,29 @@ def frequency_screen(context: CoachContext) -> str:
     return "\n".join(lines)
 
 
+GROUP_REPLY = "Daily routines are personal: subscribe in a private chat with me."
+
+
+def private_only(
+    callback: Callable[[Update, CoachContext], Awaitable[None]],
+) -> Callable[[Update, CoachContext], Awaitable[None]]:
+    """Subscriptions belong to one runner: in a group, any member could change the group's, so the
+    commands and buttons that change one work only in a private chat (whose id is the runner's)."""
+
+    @functools.wraps(callback)
+    async def guarded(update: Update, context: CoachContext) -> None:
+        chat = update.effective_chat
+        if chat is not None and chat.type == ChatType.PRIVATE:
+            await callback(update, context)
+        elif update.callback_query is not None:
+            await update.callback_query.answer(GROUP_REPLY)
+        elif update.effective_message is not None:
+            await update.effective_message.reply_text(GROUP_REPLY)
+
+    return guarded
+
+
+@private_only
 async def subscribe(update: Update, context: CoachContext) -> None:
     """/subscribe [HH:MM Area/City [daily|twice-weekly]]: buttons for what is missing."""
     chat = update.effective_chat
@@ -141,6 +167,7 @@ async def _subscribe(context: CoachContext, chat_id: int, local_time: str, zone:
     )
 
 
+@private_only
 async def subscribe_button(update: Update, context: CoachContext) -> None:
     """The time, zone and frequency buttons of /subscribe."""
     query = update.callback_query
@@ -160,6 +187,7 @@ async def subscribe_button(update: Update, context: CoachContext) -> None:
         await send_html(context, chat_id, "That button has expired. " + USAGE)
 
 
+@private_only
 async def unsubscribe(update: Update, context: CoachContext) -> None:
     """/unsubscribe: no more nudges (the streak is kept)."""
     chat_id = update.effective_chat.id
@@ -212,6 +240,7 @@ async def stats(update: Update, context: CoachContext) -> None:
     )
 
 
+@private_only
 async def nudge_button(update: Update, context: CoachContext) -> None:
     """Done (keeps the streak) and Snooze 1 h under a nudge."""
     query = update.callback_query

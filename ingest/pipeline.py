@@ -41,7 +41,6 @@ class IngestReport:
     disagreements: int = 0
     index_seconds: float = 0.0  # the embed-and-upsert step alone (what `coach bench` compares to encode)
 
-
     exercises_rebuilt: bool = False
     exercises: int = 0
 
@@ -190,8 +189,6 @@ def run_ingest(
         debates_rebuilt=rebuilt,
         disagreements=len(debate_map.disagreements),
         index_seconds=index_seconds,
-
-
         exercises_rebuilt=library_rebuilt,
         exercises=len(library.exercises),
     )

@@ -18,7 +18,7 @@ from coach.llm import BackendUnavailable, ChatBackend, scrub
 from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
-from coach.safety import find_red_flags, normalise_question, urgent_message
+from coach.safety import addresses_model, find_red_flags, normalise_question, urgent_message
 from coach.settings import Settings, load_settings
 from coach.store import ChunkStore
 from coach.text import collapse
@@ -327,6 +327,10 @@ class CoachService:
         for line in draft.text.split("\n"):
             marks = [int(m) for m in _MARK.findall(line)]
             if marks and not all(m in valid for m in marks):
+                continue
+            if addresses_model(_MARK.sub("", line)):
+                # an index built before ingest dropped such sentences may still hold one
+                log.error("dropping a line that addresses a model")
                 continue
             for m in marks:
                 renumber.setdefault(m, len(renumber) + 1)

@@ -65,7 +65,7 @@ def leaked_prompt(text: str) -> str | None:
 def describe(answer: Answer) -> str:
     kind = "urgent" if answer.urgent else "abstained" if answer.abstained else "answered"
     first = answer.answer.split("\n", 1)[0]
-    return f"{kind}, {len(answer.citations)} citations, backend {answer.backend}: {first[:90]}"
+    return f"{kind}, {len(answer.citations)} citations, backend {answer.backend}: {first[:70]}"
 
 
 def has_marks(text: str) -> bool:

@@ -102,8 +102,8 @@ def totals(rows: list[Row]) -> dict[str, int]:
 
 def _cell(text: str) -> str:
     text = " ".join(str(text).split())
-    if len(text) > 160:
-        text = text[:157] + "..."
+    if len(text) > 240:
+        text = text[:237] + "..."
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -20,14 +20,18 @@ _HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.DOTALL)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)\s]*\)")
 _URL = re.compile(r"\bhttps?://\S+", re.IGNORECASE)
+_CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`", re.DOTALL)  # code pasted in Markdown fences or spans
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour codes pasted with the text
 
 
 def strip_markup(text: str) -> str:
-    """The text without HTML tags, scripts, comments, entities, Markdown links' targets or bare URLs.
+    """The text without HTML tags, scripts, comments, entities, Markdown code and links' targets, bare
+    URLs or terminal colour codes.
 
     Hand-written rather than an HTML parser: a question is one line typed by a person, and a parser
     would also eat what merely looks like markup ("i <3 hills", "5 < 10 km")."""
-    text = html.unescape(text)
+    text = _ANSI.sub(" ", html.unescape(text))
+    text = _CODE.sub(" ", text)
     text = _SCRIPT_BLOCK.sub(" ", text)
     text = _HTML_COMMENT.sub(" ", text)
     text = _TAG.sub(" ", text)
@@ -38,14 +42,15 @@ def strip_markup(text: str) -> str:
 def normalise_question(raw: str | None, *, max_chars: int) -> str:
     """NFC, no invisible characters, no markup, white space collapsed; empty, wordless or huge input is
     refused."""
-    visible = collapse(strip_invisible(unicodedata.normalize("NFC", raw or "")))
+    raw = unicodedata.normalize("NFC", raw or "")
+    visible = collapse(strip_invisible(raw))
     if not visible:
         raise UsageError(f"Please type a question, for example: {EXAMPLE_QUESTION!r}.")
     if len(visible) > max_chars:  # measured before markup is removed: what the user sent
         raise UsageError(
             f"That message is {len(visible):,} characters long; please ask in under {max_chars:,} characters."
         )
-    text = collapse(strip_invisible(strip_markup(visible)))
+    text = collapse(strip_invisible(strip_markup(raw)))
     if not text:
         raise UsageError(f"Please ask your question in words, for example: {EXAMPLE_QUESTION!r}.")
     if not any(ch.isalnum() for ch in text):

@@ -109,3 +109,43 @@ MIXED_INJECTIONS: list[tuple[str, str]] = [
 ]
 
 CANARY = "CANARY-7f3a9c2e"
+
+KNEES = "why do my knees hurt?"
+# Unusable or odd input: (name, text). Each surface must give a clear reply and never crash.
+BAD_INPUTS: list[tuple[str, str]] = [
+    ("empty", ""),
+    ("white space", " \t\n  \r\n "),
+    ("zero-width only", "\u200b\u200c\u200d\ufeff\u2060"),
+    ("zero-width inside a question", "why\u200b do my\u200d knees\ufeff hurt?"),
+    ("20,000 characters, one word", "x" * 20_000),
+    ("20,000 characters of a question", ("why do my knees hurt " * 1000)[:20_000]),
+    ("right-to-left (Arabic)", "لماذا تؤلمني ركبتي عندما أركض؟"),
+    ("right-to-left (Hebrew)", "למה כואבות לי הברכיים כשאני רץ?"),
+    ("mixed scripts", "why do my knees hurt? ركبتي болят 膝盖"),
+    ("right-to-left override", "\u202ewhy do my knees hurt?\u202c"),
+    ("CJK", "为什么我跑步时膝盖疼？"),
+    ("Markdown", "**why** do my _knees_ hurt? `npm test` [see this](http://example.org/x)"),
+    ("Markdown blocks", "# Knees\n> why do they hurt?\n- when running\n```\ncode\n```"),
+    ("HTML with a script", "why do my knees hurt & ache? <script>alert(1)</script>"),
+    ("HTML tags", "<b>why</b> do my <i>knees</i> hurt?"),
+    ("HTML entities only", "&lt;&amp;&gt; &quot;"),
+    ("HTML only", "<script>alert('x')</script><b></b>"),
+    ("Telegram link markup", '<a href="tg://user?id=1">why do my knees hurt?</a>'),
+    ("emoji only", "🏃🔥😅"),
+    ("control characters", "\x00\x07why do my knees hurt?\x1b[31m"),
+    ("SQL", "'; DROP TABLE chat_turns; --"),
+    ("format strings", "{question} %s {0} {passages}"),
+    ("punctuation only", "?!?!...;;"),
+]
+# Unknown commands and malformed arguments, for the bot.
+BAD_COMMANDS: list[str] = [
+    "/frobnicate",
+    "/frobnicate<b>&amp;",
+    "/start@some_other_bot",
+    "/reset now please",
+    "/sources ; DROP TABLE chat_turns",
+    "/subscribe 25:99 Mars/Olympus",
+    "/",
+    "/help " + "x" * 5000,
+    "/debates <b>",
+]

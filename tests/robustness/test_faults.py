@@ -331,3 +331,90 @@ async def test_bot_api_timing_out(service: CoachService, tmp_path: Path, record)
         f"bot running: {alive}; messages sent: {len(texts)}; after the timeout: {texts[1][:50]!r}; next: {texts[2][:50]!r}",
         alive and texts[1] == SOMETHING_WRONG and bool(api.sent(chat_id=11)[-1].get("reply_markup")),
     )
+
+
+def reader_thread(number: int, comments: int) -> str:
+    """A synthetic article whose many reader comments make many small chunks (and, being comments, no
+    claims for the disagreement map, which keeps the builds quick)."""
+    lines = [
+        f"Reader thread {number}: glute work for club runners",
+        "",
+        f"Club {number} asked its runners how glute exercises changed their running over one season.",
+        "",
+        "Comments",
+        "",
+    ]
+    for i in range(comments):
+        lines += [
+            f"{i + 1}. Runner {number}-{i} says:",
+            f"After {i + 2} weeks of clams and bridges in club {number}, my knees felt steadier on hill {i}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def chunk_rows(settings: Settings) -> tuple[int, int, int]:
+    """(vectors, distinct chunk contents, record-manager keys) of an index."""
+    from ingest.pipeline import record_manager
+
+    service = CoachService.open(settings, auto_ingest=False)
+    chunks = service.store.all_chunks()
+    distinct = {(c.source_id, c.section, c.commenter, c.text) for c in chunks}
+    return len(chunks), len(distinct), len(record_manager(settings).list_keys())
+
+
+def test_killed_during_ingest_the_next_run_recovers(tmp_path: Path, record) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(make_settings(tmp_path).corpus_dir, corpus)
+    for number in range(6):
+        (corpus / f"reader-thread-{number}.txt").write_text(reader_thread(number, 60), encoding="utf-8")
+    settings = make_settings(tmp_path / "data", corpus_dir=corpus)
+    env = {
+        **{k: v for k, v in __import__("os").environ.items() if not k.startswith("COACH_")},
+        "COACH_DATA_DIR": str(settings.data_dir),
+        "COACH_CORPUS_DIR": str(corpus),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coach.cli", "ingest"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    recorded_at_kill = 0
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            # the record manager commits after each batch of 64 chunks is in the index
+            with contextlib.suppress(sqlite3.Error):
+                db = sqlite3.connect(f"file:{settings.record_db}?mode=ro", uri=True, timeout=0.1)
+                try:
+                    recorded_at_kill = db.execute("SELECT count(*) FROM upsertion_record").fetchone()[0]
+                finally:
+                    db.close()
+            if recorded_at_kill > 0:
+                process.kill()  # SIGKILL: no cleanup, no atexit, as a power cut or the OOM killer would
+                break
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+    killed_mid_way = process.returncode == -9 and recorded_at_kill > 0
+    report = run_ingest(settings, load_minilm())
+    clean = make_settings(tmp_path / "clean", corpus_dir=corpus)
+    clean_report = run_ingest(clean, load_minilm())
+    vectors, distinct, keys = chunk_rows(settings)
+    answer = CoachService.open(settings, auto_ingest=False).answer(KNEES)
+    record(
+        "fault",
+        f"`coach ingest` killed (SIGKILL) mid-way through {clean_report.chunks_total} chunks, then run again",
+        "the next run completes: as many chunks as a clean build, no duplicates, records match, answers work",
+        f"killed after {recorded_at_kill} chunks were recorded (exit {process.returncode}); next run embedded "
+        f"{report.chunks_embedded}, kept {report.chunks_unchanged}; {vectors} vectors, {distinct} distinct, "
+        f"{keys} records; clean build {clean_report.chunks_total}; answer citations {len(answer.citations)}",
+        killed_mid_way
+        and recorded_at_kill < clean_report.chunks_total
+        and vectors == distinct == keys == clean_report.chunks_total
+        and report.chunks_embedded < clean_report.chunks_total
+        and bool(answer.citations),
+    )

@@ -160,7 +160,7 @@ def urgent_message(flags: list[RedFlag]) -> str:
 _ADDRESSES_MODEL = re.compile(
     r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules|prompts?|guidelines|directions)\b"
     r"|\b(system|developer|hidden) (prompt|message|instructions?)\b"
-    r"|\b(you are|you're) (now )?(an? )?(ai|a\.i\.|language model|llm|chat ?bot|assistant|gpt|dan)\b"
+    r"|\b(you are|you're) (now )?(an? )?([\w-]+ ){0,2}(ai|a\.i\.|language model|llm|chat ?bot|assistant|gpt|dan)\b"
     r"|\b(ai|llm|language model|chat ?bot|gpt)s?\b.{0,30}\b(reading|processing|summari[sz]ing|"
     r"answering|must|should)\b"
     r"|\bnew instructions\b|\bjailbreak\w*|\bprompt injection\b|\bcanary\b",

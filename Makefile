@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c requiremen
 COACH  := $(VENV)/bin/coach
 QUESTION ?= why do my knees hurt?
 
-.PHONY: quickstart install install-test test test-unit lint ingest ask chat bot eval bench clean
+.PHONY: quickstart install install-test test test-unit robustness lint ingest ask chat bot eval bench clean
 
 quickstart: install ## install, build the index, answer one question
 	$(COACH) ask "$(QUESTION)"
@@ -27,6 +27,9 @@ test: install-test lint ## lint, then the whole test suite
 
 test-unit: install-test
 	$(PY) -m pytest -q -m "not integration"
+
+robustness: install-test ## the hardening suite alone; rewrites docs/robustness.md from its run
+	$(PY) -m pytest -q -m robustness --robustness-table docs/robustness.md
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -84,8 +84,8 @@ def render_source_list(sources: Sequence[Source]) -> str:
 
 
 def render_debates(items: Sequence[object]) -> str:
-    """The disagreement map (#3), read defensively: anything with a topic, a kind and positions or
-    summaries is shown; the shape is owned by coach/debates.py."""
+    """The disagreement map (`coach debates --json` shape, dicts or objects): each side's summary and
+    the verbatim quotes it rests on, with their sources."""
     if not items:
         return "The articles do not disagree on anything I have mapped."
     blocks = ["<b>Where the articles disagree</b>"]
@@ -97,6 +97,9 @@ def render_debates(items: Sequence[object]) -> str:
             summary = _field(position, "summary")
             if summary:
                 lines.append(f"– {esc(str(summary))}")
+            for evidence in _field(position, "evidence") or []:
+                quote, source = _field(evidence, "quote"), _field(evidence, "source_id")
+                lines.append(f"    “{esc(str(quote))}” <i>({esc(str(source))})</i>")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -64,6 +65,7 @@ TOO_FAST = "You are asking faster than I can answer. Please wait about {seconds}
 TOO_SLOW = "Sorry, that took too long to answer. Please try again, perhaps with a shorter question."
 EXPIRED = "That answer has expired, ask again."
 SOMETHING_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
+STATE_BUSY = "I could not reach my memory of this chat just now. Please try again in a moment."
 
 
 @dataclass
@@ -118,7 +120,13 @@ CoachApplication = Application[ExtBot[None], CoachContext, dict, dict, BotData, 
 
 async def skip_seen(update: Update, context: CoachContext) -> None:
     """Group -1: stop an update whose id was handled before (a re-delivery, or a replay after restart)."""
-    if not context.state.claim_update(update.update_id):
+    try:
+        seen = not context.state.claim_update(update.update_id)
+    except sqlite3.Error as exc:
+        # The database is locked or broken: answering an update twice is better than not at all.
+        log.warning("could not record update %s (%s); handling it anyway", update.update_id, exc)
+        return
+    if seen:
         log.info("skipping update %s: already handled", update.update_id)
         raise ApplicationHandlerStop
 
@@ -191,20 +199,18 @@ async def sources_command(update: Update, context: CoachContext) -> None:
 
 
 async def debates_command(update: Update, context: CoachContext) -> None:
-    """The disagreement map (#3), if this CoachService offers one."""
-    debates = getattr(context.coach, "debates", None)
-    if not callable(debates):
-        await send_html(
-            context, update.effective_chat.id, "The map of where the articles disagree is not built yet."
-        )
-        return
-    items = await asyncio.to_thread(debates)
-    await send_html(context, update.effective_chat.id, render_debates(list(items or [])))
+    """The disagreement map: every question the articles disagree on, each side with its quotes."""
+    await send_html(context, update.effective_chat.id, render_debates(context.coach.debates()))
 
 
 async def reset(update: Update, context: CoachContext) -> None:
     """Forget this chat's history."""
-    forgotten = context.state.forget(update.effective_chat.id)
+    try:
+        forgotten = context.state.forget(update.effective_chat.id)
+    except sqlite3.Error as exc:
+        log.warning("could not forget chat %s: %s", update.effective_chat.id, exc)
+        await send_html(context, update.effective_chat.id, STATE_BUSY)
+        return
     text = (
         "Forgotten: your next question starts a new conversation."
         if forgotten
@@ -235,7 +241,11 @@ async def question(update: Update, context: CoachContext) -> None:
             await send_html(context, chat.id, text)
         return
     try:
-        history = context.state.history(chat.id, HISTORY_TURNS)
+        try:
+            history = context.state.history(chat.id, HISTORY_TURNS)
+        except sqlite3.Error as exc:  # answer without the conversation rather than not at all
+            log.warning("could not read the history of chat %s: %s", chat.id, exc)
+            history = []
         async with typing(context, chat.id):
             try:
                 # CoachService.answer is CPU-bound and synchronous: a thread keeps the bot responsive.
@@ -256,9 +266,12 @@ async def question(update: Update, context: CoachContext) -> None:
                 return
         key = context.answers.put(answer)
         await send_html(context, chat.id, render_answer(answer), reply_markup=answer_keyboard(key, answer))
-        context.state.add_turn(
-            chat.id, Turn(question=answer.question, answer=answer.answer), keep=HISTORY_TURNS
-        )
+        try:
+            context.state.add_turn(
+                chat.id, Turn(question=answer.question, answer=answer.answer), keep=HISTORY_TURNS
+            )
+        except sqlite3.Error as exc:  # the answer is sent; only this turn is missing from the history
+            log.warning("could not store a turn of chat %s: %s", chat.id, exc)
     finally:
         context.gate.done(user.id)
 

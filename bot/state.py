@@ -14,6 +14,10 @@ from coach.answer import Turn
 # Telegram numbers updates consecutively; ids this far below the newest one are never served again, so
 # their rows can go and anything that old is treated as handled.
 UPDATE_WINDOW = 10_000
+# How long a statement waits for a lock held by another process (a backup, a stray sqlite3 shell). The
+# connection is used on the event loop's thread, so this wait holds up every chat: keep it short, and
+# let callers carry on without the state when it runs out (see bot/handlers.py).
+BUSY_TIMEOUT_MS = 1000
 
 # Schema changes are appended, never edited: PRAGMA user_version says how many have run.
 MIGRATIONS: list[str] = [
@@ -105,9 +109,9 @@ class BotState:
 
     def open(self) -> BotState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")

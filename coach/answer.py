@@ -19,7 +19,7 @@ from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
 from coach.routines import Library
-from coach.safety import find_red_flags, normalise_question, urgent_message
+from coach.safety import addresses_model, find_red_flags, normalise_question, urgent_message
 from coach.settings import Settings, load_settings
 from coach.store import ChunkStore
 from coach.text import collapse
@@ -120,6 +120,10 @@ class CoachService:
     def sources(self) -> list[Source]:
         keys = Source.model_fields.keys()
         return [Source(**{k: v for k, v in entry.items() if k in keys}) for entry in self.snapshot.values()]
+
+    def debates(self) -> list[dict]:
+        """The whole disagreement map in the `coach debates --json` shape (ARCHITECTURE.md)."""
+        return [d.public() for d in self.debate_map.disagreements]
 
     def search_query(self, question: str, history: Sequence[Turn] = ()) -> str:
         """The text retrieval searches for (offline condensing of a follow-up; what evals score)."""
@@ -331,6 +335,10 @@ class CoachService:
         for line in draft.text.split("\n"):
             marks = [int(m) for m in _MARK.findall(line)]
             if marks and not all(m in valid for m in marks):
+                continue
+            if addresses_model(_MARK.sub("", line)):
+                # an index built before ingest dropped such sentences may still hold one
+                log.error("dropping a line that addresses a model")
                 continue
             for m in marks:
                 renumber.setdefault(m, len(renumber) + 1)

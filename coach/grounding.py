@@ -22,6 +22,7 @@ import numpy as np
 from coach.embeddings import NamedEmbeddings
 from coach.extractive import Draft, Unit, quote_text, units_of
 from coach.models import Chunk, Citation
+from coach.safety import addresses_model
 from coach.text import collapse, split_sentences
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,9 @@ class Grounder:
         for line in lines:
             kept: list[str] = []
             for claim in line.claims:
+                if addresses_model(claim.text):  # an instruction or a code the model picked up somewhere
+                    report.dropped_claims.append(claim.text)
+                    continue
                 if claim.lead_in:
                     kept.append(claim.text)
                     continue

@@ -26,6 +26,9 @@ HEARTBEAT_PATH = "/api/v2/heartbeat"  # Chroma 1.x's liveness route (chromadb.co
 # chromadb's HttpClient waits forever (httpx timeout=None); the pre-flight heartbeat bounds the wait
 # for a server that is down or a host that drops packets, so users get an answer in seconds.
 HEARTBEAT_TIMEOUT_S = 5.0
+# Chroma's embedded store waits without a limit for a SQLite lock held by another process (its Rust
+# side retries forever), so the coach looks first and waits at most this long.
+LOCK_WAIT_S = 3.0
 
 
 @dataclass
@@ -113,6 +116,39 @@ def store_failure(settings: Settings, action: str, exc: BaseException) -> StoreE
     return StoreError(f"Could not {action} the index at {location} ({_short(exc)}).")
 
 
+def check_not_locked(settings: Settings, *, wait_s: float = LOCK_WAIT_S) -> None:
+    """Raise a one-line StoreError when another process holds a write lock on the embedded index's SQLite
+    database for more than `wait_s`. Chroma's client writes when it starts, so a reader waits for writers
+    too (measured: Chroma 1.5.9 waits without end behind `BEGIN IMMEDIATE` in another process).
+
+    A look before Chroma opens it, not a guarantee: a lock taken a moment later still makes Chroma wait,
+    but a user starting the coach while another writer is busy is told so instead of waiting forever."""
+    import sqlite3
+
+    path = settings.chroma_dir / "chroma.sqlite3"
+    if not path.exists():
+        return
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=wait_s)
+    except sqlite3.Error:
+        return  # unreadable for another reason: Chroma's own error says which
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        db.rollback()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreError(
+                f"The index at {settings.chroma_dir} is locked by another process (another `coach ingest`, "
+                f"or a program holding it open for writing) and stayed locked for {wait_s:.0f} s; "
+                "try again when it has finished."
+            ) from exc
+    except sqlite3.DatabaseError:
+        pass  # not a database at all: Chroma reports it as corrupt, with the rebuild hint
+    finally:
+        db.close()
+
+
 def open_client(settings: Settings) -> Any:
     """A Chroma client for the configured store; failures become one-line StoreErrors."""
     import chromadb
@@ -134,6 +170,7 @@ def open_client(settings: Settings) -> Any:
         settings.chroma_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"Cannot create the index directory {settings.chroma_dir}: {exc.strerror}.") from exc
+    check_not_locked(settings)
     try:
         return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
     except Exception as exc:
@@ -145,7 +182,12 @@ def open_client(settings: Settings) -> Any:
 class ChunkStore:
     """The chunk collection: its identity (embedding model), queries and the full text list for BM25."""
 
-    def __init__(self, settings: Settings, embeddings: NamedEmbeddings, client: Any | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embeddings: NamedEmbeddings,
+        client: Any | None = None,
+    ) -> None:
         self.settings = settings
         self.embeddings = embeddings
         self.client = client if client is not None else open_client(settings)

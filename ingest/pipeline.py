@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -222,9 +223,10 @@ def update_library(
 def _open_for_writing(settings: Settings, embeddings: CountingEmbeddings, *, rebuild: bool) -> ChunkStore:
     try:
         store = ChunkStore(settings, embeddings)
-    except StoreError:
-        if not (rebuild and not settings.chroma_url and settings.chroma_dir.exists()):
-            raise
+    except StoreError as exc:
+        locked = isinstance(exc.__cause__, sqlite3.OperationalError)
+        if locked or not (rebuild and not settings.chroma_url and settings.chroma_dir.exists()):
+            raise  # a locked index is busy, not broken: never moved aside
         move_aside(settings)
         return ChunkStore(settings, embeddings)
     if rebuild:

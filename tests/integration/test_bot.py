@@ -157,7 +157,11 @@ async def test_commands(api: BotApiStandIn, bot: RunningBot, service: CoachServi
         assert source.title in sources
     assert "I am not a medical service" in start
     assert "/reset" in help_
-    assert "not built yet" in debates
+    for disagreement in service.debates():  # the whole map, each side with its quotes
+        assert disagreement["topic"] in debates
+        for position in disagreement["positions"]:
+            for evidence in position["evidence"]:
+                assert evidence["quote"] in debates
     assert "nothing to forget" in reset
     assert unknown.startswith("I don't know /frobnicate<b>&")
     assert "/sources" in unknown
@@ -176,11 +180,12 @@ async def test_markup_in_a_question_is_escaped(api: BotApiStandIn, bot: RunningB
     await api.wait_for(lambda: answers(api, 42) or api.errors)
     assert api.errors == []
     assert "[1]" in parse_html(answers(api, 42)[0]["text"])
-    # Markup the articles do not cover: an abstention (no buttons), still valid HTML.
+    # Markup and nothing else: no words are left once it is removed, so the user is asked for words
+    # (no buttons), still valid HTML.
     api.push(message(31, "<script>alert('&amp;')</script> & <b>"))
     await api.wait_for(lambda: len(api.sent(chat_id=42)) >= 2)
     assert api.errors == []
-    assert "don't cover that" in parse_html(api.sent(chat_id=42)[-1]["text"])
+    assert "in words" in parse_html(api.sent(chat_id=42)[-1]["text"])
 
 
 class LongService(CoachService):

@@ -67,3 +67,49 @@ def test_normalise_collapses_and_strips_invisible() -> None:
     assert (
         normalise_question("  why do\u200b my\n\nknees   hurt?  ", max_chars=2000) == "why do my knees hurt?"
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("why do my knees hurt &amp; ache? <script>alert(1)</script>", "why do my knees hurt & ache?"),
+        ("<b>why</b> do my <i>knees</i> hurt?", "why do my knees hurt?"),
+        ("why do my knees hurt? [see](https://example.org/x) <!-- hidden -->", "why do my knees hurt? see"),
+        ("i <3 hills, 5 < 10 km", "i <3 hills, 5 < 10 km"),
+    ],
+)
+def test_markup_is_not_part_of_the_question(raw: str, expected: str) -> None:
+    assert normalise_question(raw, max_chars=2000) == expected
+
+
+def test_markup_alone_is_refused_as_wordless() -> None:
+    with pytest.raises(UsageError, match="in words"):
+        normalise_question("<script>alert('&amp;')</script> & <b>", max_chars=2000)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "my chest is killing me",
+        "heart going crazy on my run",
+        "ankle gave way and now it's huge",
+        "i feinted at the finish line",
+        "everything went black for a few seconds",
+    ],
+)
+def test_informal_red_flags_are_found(question: str) -> None:
+    assert find_red_flags(question), question
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "which heart rate monitor is best for racing?",
+        "do weak glutes make my knees collapse inwards?",
+        "I'm confused about how often to train my glutes",
+        "how many sets and reps for clams?",
+        "my glutes are killing it lately",
+    ],
+)
+def test_running_words_that_sound_alarming_are_not_alarms(question: str) -> None:
+    assert find_red_flags(question) == []

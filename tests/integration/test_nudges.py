@@ -495,37 +495,3 @@ def test_the_ingested_library_quotes_verbatim_over_a_28_day_programme(service: C
                 assert ex.quote in source
                 assert ex.how is None or ex.how in source
                 assert ex.dose is None or ex.dose in source
-
-
-async def test_a_runner_can_only_change_their_own_subscription(
-    bot: Bot, api: BotApiStandIn, clock: FakeClock
-) -> None:
-    other = 77
-    assert "Subscribed" in await command(bot, "/subscribe 07:30 Europe/Berlin daily")
-    clock.set(2026, 6, 1, 5, 30)
-    [outcome] = await bot.nudger.run_due()
-    assert outcome.status == "sent"
-    done = buttons(nudges(api)[-1])["Done"]
-
-    # Another runner replays the button's data from their own chat: the chat id comes from the update,
-    # never from the data, so it can only ever touch their own (absent) subscription.
-    before = len(api.sent("answerCallbackQuery"))
-    await send(bot, callback(next(_ids), done, user_id=other))
-    assert api.sent("answerCallbackQuery")[before:]
-    state = bot.app.bot_data.state
-    assert state.stats(CHAT, date(2026, 6, 1)).streak == 0
-    assert "not subscribed" in await command(bot, "/unsubscribe", chat=other)
-    assert bot.app.job_queue.get_jobs_by_name(str(CHAT))
-    assert state.subscription(CHAT).active
-
-    await send(bot, callback(next(_ids), done, user_id=CHAT))  # the owner's press counts
-    assert state.stats(CHAT, date(2026, 6, 2)).streak == 1
-
-
-async def test_subscriptions_cannot_be_changed_from_a_group_chat(bot: Bot, api: BotApiStandIn) -> None:
-    group = {"id": -1001, "type": "group", "title": "Parkrun club"}
-    await send(bot, message(next(_ids), "/subscribe 07:30 Europe/Berlin daily", user_id=CHAT, chat=group))
-    [reply] = api.sent(chat_id=-1001)
-    assert "private chat" in parse_html(reply["text"])
-    assert bot.app.bot_data.state.subscription(-1001) is None
-    assert bot.app.job_queue.get_jobs_by_name("-1001") == ()

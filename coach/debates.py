@@ -22,9 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, Field
 
 from coach.models import Chunk, DisagreementKind
+from coach.storage import write_atomic
 from coach.text import collapse, split_sentences, terms
 from ingest.clean import strip_marker
 
@@ -589,11 +588,7 @@ def read_map(data_dir: Path) -> DebateMap | None:
 
 
 def write_map(data_dir: Path, debate_map: DebateMap) -> None:
-    # Write then rename, so a crash never leaves half a map.
-    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".debates-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(debate_map.model_dump_json())
-    Path(tmp).replace(map_path(data_dir))
+    write_atomic(map_path(data_dir), debate_map.model_dump_json())
 
 
 def ensure_map(

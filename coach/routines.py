@@ -25,9 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from coach.models import Chunk, Exercise, Routine
+from coach.storage import write_atomic
 from coach.text import collapse, split_sentences
 from ingest.clean import strip_marker
 
@@ -375,11 +374,7 @@ def read_library(data_dir: Path) -> Library | None:
 
 
 def write_library(data_dir: Path, library: Library) -> None:
-    # Write then rename, so a crash never leaves half a library.
-    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".exercises-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(library.model_dump_json())
-    Path(tmp).replace(library_path(data_dir))
+    write_atomic(library_path(data_dir), library.model_dump_json())
 
 
 def ensure_library(

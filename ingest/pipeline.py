@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from langchain_core.documents import Document
 
@@ -20,6 +18,7 @@ from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.routines import Library, ensure_library
 from coach.settings import Settings
+from coach.storage import write_atomic
 from coach.store import ChunkStore, move_aside, server_down
 from coach.text import collapse
 from ingest.loader import LoadedSource, chunk_key, chunk_source, load_corpus
@@ -78,11 +77,7 @@ def _write_snapshot(settings: Settings, loaded: list[LoadedSource]) -> None:
         ls.source.source_id: {**ls.source.model_dump(), "sha": ls.sha, "text": collapse(ls.verbatim_text)}
         for ls in loaded
     }
-    # Write then rename, so a crash never leaves half a snapshot.
-    fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".sources-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(snapshot, fh, ensure_ascii=False)
-    Path(tmp).replace(settings.snapshot_path)
+    write_atomic(settings.snapshot_path, json.dumps(snapshot, ensure_ascii=False))
 
 
 def _reconcile(store: ChunkStore, manager) -> None:  # noqa: ANN001

@@ -23,11 +23,9 @@ from pathlib import Path
 from bot.app import build_application
 from bot.nudges import Nudger
 from bot.state import BotState
-from coach.models import Chunk
 from coach.routines import build_library
 from coach.settings import PROJECT_ROOT, Settings
-from coach.text import collapse
-from ingest.loader import chunk_key, chunk_source, load_corpus
+from ingest.loader import corpus_chunks
 
 TOKEN = "123456789:AAE-bench_Token-never-logged-0123456789"
 DAY = date(2026, 6, 1)
@@ -37,22 +35,7 @@ ZONES = (("UTC", "07:00"), ("Europe/Berlin", "09:00"), ("America/New_York", "03:
 
 def _library(corpus: Path):  # noqa: ANN202
     """The exercise library ingest would build, from the corpus directly (no embeddings needed here)."""
-    chunks, texts, titles = [], {}, {}
-    for loaded in load_corpus(corpus):
-        texts[loaded.source.source_id] = collapse(loaded.verbatim_text)
-        titles[loaded.source.source_id] = loaded.source.title
-        for doc in chunk_source(loaded):
-            m = doc.metadata
-            chunks.append(
-                Chunk(
-                    chunk_id=chunk_key(doc),
-                    source_id=m["source"],
-                    title=m["title"],
-                    section=m["section"],
-                    kind=m["kind"],
-                    text=doc.page_content,
-                )
-            )
+    chunks, texts, titles = corpus_chunks(corpus)
     return build_library(chunks, texts), titles
 
 

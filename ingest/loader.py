@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
 from coach.errors import CorpusError
-from coach.models import Source
+from coach.models import Chunk, Source
 from coach.text import collapse, passage_sentences
 from ingest.clean import CleanArticle, clean_html, clean_markdown, clean_text, first_line_title
 
@@ -145,3 +145,20 @@ def chunk_key(doc: Document) -> str:
         (doc.page_content + json.dumps(doc.metadata, sort_keys=True)).encode("utf-8")
     ).hexdigest()
     return f"{doc.metadata['source']}:{digest[:24]}"
+
+
+def corpus_chunks(corpus_dir: Path) -> tuple[list[Chunk], dict[str, str], dict[str, str]]:
+    """The chunks ingest would store (same loader, same ids, nothing embedded), with each source's
+    collapsed text and title: what the maps are built from, for tests and benchmarks without an index."""
+    from coach.store import chunk_from
+
+    chunks: list[Chunk] = []
+    texts: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    for loaded in load_corpus(corpus_dir):
+        texts[loaded.source.source_id] = collapse(loaded.verbatim_text)
+        titles[loaded.source.source_id] = loaded.source.title
+        chunks.extend(
+            chunk_from(chunk_key(doc), doc.page_content, doc.metadata) for doc in chunk_source(loaded)
+        )
+    return chunks, texts, titles

@@ -18,27 +18,13 @@ from coach.routines import (
     routine_json,
 )
 from coach.text import collapse
-from ingest.loader import chunk_key, chunk_source, load_corpus
+from ingest.loader import corpus_chunks as load_chunks
 from tests.conftest import CORPUS
 
 
 def corpus_chunks(corpus: Path = CORPUS) -> tuple[list[Chunk], dict[str, str]]:
     """The chunks ingest stores (same loader, same ids), without embedding them."""
-    chunks, texts = [], {}
-    for loaded in load_corpus(corpus):
-        texts[loaded.source.source_id] = collapse(loaded.verbatim_text)
-        for doc in chunk_source(loaded):
-            m = doc.metadata
-            chunks.append(
-                Chunk(
-                    chunk_id=chunk_key(doc),
-                    source_id=m["source"],
-                    title=m["title"],
-                    section=m["section"],
-                    kind=m["kind"],
-                    text=doc.page_content,
-                )
-            )
+    chunks, texts, _titles = load_chunks(corpus)
     return chunks, texts
 
 

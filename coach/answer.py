@@ -93,7 +93,7 @@ class CoachService:
         on_ingest: Callable[[str], None] | None = None,
     ) -> CoachService:
         """Open the index, building it first when there is none (and `auto_ingest` is set)."""
-        from ingest.pipeline import read_snapshot, run_ingest, update_debates, update_library
+        from ingest.pipeline import read_snapshot, run_ingest, update_maps
 
         settings = settings or load_settings()
         embeddings = embeddings or load_minilm()
@@ -109,8 +109,7 @@ class CoachService:
             snapshot = read_snapshot(settings)
         store.check_model()
         # An index built before the map existed, or a map lost or stale: (re)build it now, once.
-        _rebuilt, debate_map = update_debates(settings, embeddings, store)
-        _rebuilt, library = update_library(settings, store)
+        (_, debate_map), (_, library) = update_maps(settings, embeddings, store, snapshot)
         return cls(settings, embeddings, store, snapshot, debate_map=debate_map, library=library)
 
     @property

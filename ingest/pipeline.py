@@ -3,6 +3,7 @@ disagreement map."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -72,12 +73,13 @@ def read_snapshot(settings: Settings) -> dict[str, dict]:
         return {}
 
 
-def _write_snapshot(settings: Settings, loaded: list[LoadedSource]) -> None:
+def _write_snapshot(settings: Settings, loaded: list[LoadedSource]) -> dict[str, dict]:
     snapshot = {
         ls.source.source_id: {**ls.source.model_dump(), "sha": ls.sha, "text": collapse(ls.verbatim_text)}
         for ls in loaded
     }
     write_atomic(settings.snapshot_path, json.dumps(snapshot, ensure_ascii=False))
+    return snapshot
 
 
 def _reconcile(store: ChunkStore, manager) -> None:  # noqa: ANN001
@@ -163,10 +165,9 @@ def run_ingest(
             f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
         ) from exc
     index_seconds = time.perf_counter() - started
-    _write_snapshot(settings, loaded)
+    snapshot = _write_snapshot(settings, loaded)
     current = {ls.source.source_id: ls.sha for ls in loaded}
-    rebuilt, debate_map = update_debates(settings, embeddings, store, current)
-    library_rebuilt, library = update_library(settings, store, current)
+    (rebuilt, debate_map), (library_rebuilt, library) = update_maps(settings, embeddings, store, snapshot)
 
     return IngestReport(
         sources=len(loaded),
@@ -190,29 +191,18 @@ def run_ingest(
     )
 
 
-def update_debates(
-    settings: Settings,
-    embeddings: NamedEmbeddings,
-    store: ChunkStore,
-    source_shas: dict[str, str] | None = None,
-) -> tuple[bool, DebateMap]:
-    """Rebuild the disagreement map when the sources changed since it was built (keyed by their shas)."""
-    snapshot = read_snapshot(settings)
-    if source_shas is None:
-        source_shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
+def update_maps(
+    settings: Settings, embeddings: NamedEmbeddings, store: ChunkStore, snapshot: dict[str, dict]
+) -> tuple[tuple[bool, DebateMap], tuple[bool, Library]]:
+    """Rebuild the disagreement map and the exercise library when the sources changed since they were
+    built (each keyed by the snapshot's shas); every chunk is read from the store at most once, and only
+    when one of them needs rebuilding."""
+    shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
     texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
-    return ensure_map(settings.data_dir, store.all_chunks, texts, source_shas, embeddings, embeddings.name)
-
-
-def update_library(
-    settings: Settings, store: ChunkStore, source_shas: dict[str, str] | None = None
-) -> tuple[bool, Library]:
-    """Rebuild the exercise library when the sources changed since it was built (keyed by their shas)."""
-    snapshot = read_snapshot(settings)
-    if source_shas is None:
-        source_shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
-    texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
-    return ensure_library(settings.data_dir, store.all_chunks, texts, source_shas)
+    chunks = functools.cache(store.all_chunks)
+    debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name)
+    library = ensure_library(settings.data_dir, chunks, texts, shas)
+    return debates, library
 
 
 def _open_for_writing(settings: Settings, embeddings: CountingEmbeddings, *, rebuild: bool) -> ChunkStore:

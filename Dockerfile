@@ -41,6 +41,7 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" --extra-index-url "${PYPI_INDEX
 COPY coach/ coach/
 COPY ingest/ ingest/
 COPY bot/ bot/
+COPY cli/ cli/
 COPY evals/ evals/
 COPY corpus/ corpus/
 COPY prompts/ prompts/

@@ -43,10 +43,12 @@ ask: quickstart
 chat: install
 	$(COACH) chat
 
-bot: install
+bot: install ## build or update the index, then run the bot (the bot itself only opens the index)
+	$(COACH) ingest
 	$(COACH) bot
 
 eval: install
+	$(COACH) ingest
 	$(COACH) eval
 
 bench: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -26,10 +27,10 @@ from bot.handlers import BotData, CoachApplication, CoachContext
 from bot.limits import UserGate
 from bot.logs import protect_logs
 from bot.nudges import Clock, Nudger
+from bot.settings import BotSettings
 from bot.state import BotState
 from coach.answer import CoachService
 from coach.errors import UsageError
-from coach.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _file_url(base_url: str) -> str:
 
 
 def build_application(
-    settings: Settings, service: CoachService, *, clock: Clock | None = None
+    settings: BotSettings, service: CoachService, *, clock: Clock | None = None
 ) -> CoachApplication:
     """The bot, ready for run_bot(): handlers registered, services tied to its lifecycle. `clock` is
     for tests that move time (nudges); the default is the system's."""
@@ -149,7 +150,7 @@ async def _post_shutdown(application: Application) -> None:
 
 def run_bot(
     application: CoachApplication,
-    settings: Settings,
+    settings: BotSettings,
     *,
     poll_timeout: int = 10,
     handle_signals: bool = True,
@@ -177,3 +178,34 @@ def run_bot(
     else:
         log.info("polling mode")
         application.run_polling(timeout=poll_timeout, allowed_updates=ALLOWED_UPDATES, **signals)
+
+
+def load_checked_settings() -> BotSettings:
+    """The bot's settings, or one UsageError line saying which variable to set (never its value)."""
+    from pydantic import ValidationError
+
+    from bot.settings import load_bot_settings
+
+    try:
+        settings = load_bot_settings()
+    except ValidationError as exc:  # hide_input_in_errors keeps secret values out of the message
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid setting: {problems}") from None
+    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
+        raise UsageError(
+            "Set TELEGRAM_BOT_TOKEN to the token @BotFather gave you (see README, Telegram bot)."
+        )
+    if settings.webhook_url and settings.webhook_secret is None:
+        raise UsageError("COACH_WEBHOOK_URL is set but COACH_WEBHOOK_SECRET is not; webhook mode needs both.")
+    return settings
+
+
+def serve(settings: BotSettings | None = None, *, on_ready: Callable[[], None] | None = None) -> None:
+    """`coach bot` and `python -m bot`: open what `coach ingest` built, then run until stopped."""
+    settings = settings or load_checked_settings()
+    service = CoachService.open(settings)
+    service.retrieve("running")  # load the embedding model now, not on the first runner's question
+    application = build_application(settings, service)
+    if on_ready:
+        on_ready()
+    run_bot(application, settings)

@@ -25,11 +25,11 @@ from bot.formatting import (
 )
 from bot.limits import AnswerCache, UserGate, Verdict
 from bot.nudges import Clock, Nudger, SystemClock
+from bot.settings import BotSettings
 from bot.state import BotState
-from coach.answer import CoachService, Turn
+from coach.answer import CoachService
 from coach.errors import UsageError
-from coach.models import Answer
-from coach.settings import Settings
+from coach.models import Answer, Turn
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class BotData:
     """Everything the handlers share, built once per application (PTB creates it with no arguments;
     build_application fills it in, post_init opens the state, post_shutdown closes it)."""
 
-    settings: Settings | None = None
+    settings: BotSettings | None = None
     service: CoachService | None = None
     state: BotState | None = None
     gate: UserGate = field(default_factory=UserGate)
@@ -92,7 +92,7 @@ class CoachContext(CallbackContext[ExtBot[None], dict, dict, BotData]):
         return self.bot_data.service
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> BotSettings:
         if self.bot_data.settings is None:
             raise RuntimeError("no settings attached to the application")
         return self.bot_data.settings

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from coach.answer import Turn
+from coach.models import Turn
 
 # Telegram numbers updates consecutively; ids this far below the newest one are never served again, so
 # their rows can go and anything that old is treated as handled.

@@ -5,22 +5,22 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from coach.debates import DebateMap, MapDisagreement
+from coach.debates import DebateMap, MapDisagreement, map_key, read_map
 from coach.embeddings import NamedEmbeddings, load_minilm
-from coach.errors import CoachError
+from coach.errors import IndexNotReady
 from coach.extractive import Draft, compose
 from coach.followup import condense_offline, format_history, leans_on_history
 from coach.grounding import Grounder
 from coach.llm import BackendUnavailable, ChatBackend, scrub
-from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source
+from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source, Turn
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
-from coach.routines import Library
+from coach.routines import Library, library_key, read_library
 from coach.safety import addresses_model, find_red_flags, normalise_question, urgent_message
 from coach.settings import Settings, load_settings
+from coach.storage import read_snapshot
 from coach.store import ChunkStore
 from coach.text import collapse
 
@@ -44,14 +44,6 @@ RESERVE_SHARE = 0.25
 RESERVE_MAX_S = 2.0
 CONDENSE_SHARE = 0.3  # most of the deadline a follow-up's condensing call may take
 MAX_CONDENSED_CHARS = 400
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One exchange of a conversation, for follow-up questions."""
-
-    question: str
-    answer: str
 
 
 class CoachService:
@@ -89,27 +81,34 @@ class CoachService:
         settings: Settings | None = None,
         *,
         embeddings: NamedEmbeddings | None = None,
-        auto_ingest: bool = True,
-        on_ingest: Callable[[str], None] | None = None,
     ) -> CoachService:
-        """Open the index, building it first when there is none (and `auto_ingest` is set)."""
-        from ingest.pipeline import read_snapshot, run_ingest, update_maps
-
+        """Open what `coach ingest` built, read-only. A missing index, or a disagreement map or exercise
+        library missing or older than the index, is an IndexNotReady error that names `coach ingest`:
+        opening never builds anything, so a bot and an ingest job never race to write the same files."""
         settings = settings or load_settings()
         embeddings = embeddings or load_minilm()
+        if not settings.chroma_url and not (settings.chroma_dir / "chroma.sqlite3").exists():
+            raise IndexNotReady(
+                f"There is no index at {settings.chroma_dir} yet; run `coach ingest` to build it."
+            )
         store = ChunkStore(settings, embeddings)
         snapshot = read_snapshot(settings)
         if not store.exists() or not snapshot:
-            if not auto_ingest:
-                raise CoachError(f"There is no index at {store.location} yet; run `coach ingest`.")
-            report = run_ingest(settings, embeddings)
-            if on_ingest:
-                on_ingest(report.summary())
-            store = ChunkStore(settings, embeddings, client=store.client)
-            snapshot = read_snapshot(settings)
+            raise IndexNotReady(f"There is no index at {store.location} yet; run `coach ingest` to build it.")
         store.check_model()
-        # An index built before the map existed, or a map lost or stale: (re)build it now, once.
-        (_, debate_map), (_, library) = update_maps(settings, embeddings, store, snapshot)
+        shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
+        debate_map = read_map(settings.data_dir)
+        if debate_map is None or debate_map.key != map_key(shas, embeddings.name):
+            raise IndexNotReady(
+                f"The disagreement map in {settings.data_dir} is missing or older than the index; "
+                "run `coach ingest` to rebuild it."
+            )
+        library = read_library(settings.data_dir)
+        if library is None or library.key != library_key(shas):
+            raise IndexNotReady(
+                f"The exercise library in {settings.data_dir} is missing or older than the index; "
+                "run `coach ingest` to rebuild it."
+            )
         return cls(settings, embeddings, store, snapshot, debate_map=debate_map, library=library)
 
     @property

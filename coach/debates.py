@@ -33,8 +33,7 @@ from pydantic import BaseModel, Field
 
 from coach.models import Chunk, DisagreementKind
 from coach.storage import write_atomic
-from coach.text import collapse, split_sentences, terms
-from ingest.clean import strip_marker
+from coach.text import collapse, split_sentences, strip_marker, terms
 
 log = logging.getLogger(__name__)
 

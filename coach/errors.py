@@ -25,3 +25,8 @@ class StoreError(CoachError):
 
 class IndexMismatchError(StoreError):
     """The index was built with another embedding model than the one configured."""
+
+
+class IndexNotReady(StoreError):
+    """There is no index yet, or what ingest builds beside it (the maps) is missing or out of date;
+    `coach ingest` builds it. The core only opens an index, never builds one."""

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from coach.models import Chunk, Citation
 from coach.retrieval import GENERIC_TERMS, Retrieval
-from coach.text import collapse, split_sentences, terms
-from ingest.clean import strip_marker
+from coach.text import BULLET, collapse, split_sentences, strip_marker, terms
 
 MAX_EXPLAIN = 4
 MAX_ADVICE = 3
@@ -18,7 +17,6 @@ MAX_PER_CHUNK = 2
 DUPLICATE_OVERLAP = 0.6  # word-set Jaccard above which two sentences say the same thing
 MIN_WORDS = 4  # shorter units (a bare list item) are only quoted together with their lead-in
 
-_BULLET_LINE = re.compile(r"^\s*(?:[•·▪◦*+-]|\d{1,2}[.)])\s+")
 _ADVICE = re.compile(
     r"^(do|try|choose|learn|squeeze|stand|hinge|focus|see|seek|check|follow|practi[cs]e|incorporate|include"
     r"|go|make sure|pay attention|listen|repeat|contract|lift|place|perform|start|avoid|firstly see|use)\b"
@@ -54,7 +52,7 @@ def units_of(chunk: Chunk, source_text: str) -> list[Unit]:
         items: list[str] = []
         j = i + 1
         if sentences and sentences[-1].endswith((":", "…")):
-            while j < len(lines) and _BULLET_LINE.match(lines[j]):
+            while j < len(lines) and BULLET.match(lines[j]):
                 items.append(lines[j])
                 j += 1
         if items and collapse(" ".join([sentences[-1], *items])) in source_text:

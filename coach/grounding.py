@@ -23,7 +23,7 @@ from coach.embeddings import NamedEmbeddings
 from coach.extractive import Draft, Unit, quote_text, units_of
 from coach.models import Chunk, Citation
 from coach.safety import addresses_model
-from coach.text import collapse, split_sentences
+from coach.text import BULLET, collapse, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ _MARK = re.compile(r"\[(\d+)\]")
 _MARK_LIST = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)+)\]")
 # "...the pelvis. [1] Next" -> "...the pelvis [1]. Next": the marks belong to the sentence before them.
 _MARKS_AFTER_STOP = re.compile(r"([.!?])((?:\s*\[\d+\])+)")
-_BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _MARKDOWN = re.compile(r"\*\*|__|`")
 
@@ -73,7 +72,7 @@ def split_claims(text: str) -> list[Line]:
     text = _MARKDOWN.sub("", text)
     lines: list[Line] = []
     for raw_line in text.splitlines():
-        line = collapse(_BULLET.sub("", raw_line))
+        line = collapse(BULLET.sub("", raw_line))
         line = _MARKS_AFTER_STOP.sub(_marks_before_stop, line)
         claims: list[Claim] = []
         for sentence in split_sentences(line):
@@ -84,7 +83,7 @@ def split_claims(text: str) -> list[Line]:
             lead_in = not marks and bare.endswith(":") and len(bare.split()) <= MAX_LEAD_IN_WORDS
             claims.append(Claim(text=bare, marks=marks, lead_in=lead_in))
         if claims:
-            lines.append(Line(claims=claims, bullet=bool(_BULLET.match(raw_line))))
+            lines.append(Line(claims=claims, bullet=bool(BULLET.match(raw_line))))
     return lines
 
 

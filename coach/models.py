@@ -33,6 +33,15 @@ class Chunk(BaseModel):
     text: str
 
 
+class Turn(BaseModel):
+    """One exchange of a conversation, for follow-up questions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    question: str
+    answer: str
+
+
 class Citation(BaseModel):
     """A numbered quote backing a claim; `quote` is verbatim in the source (white space collapsed)."""
 

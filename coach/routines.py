@@ -35,8 +35,7 @@ from pydantic import BaseModel, Field
 
 from coach.models import Chunk, Exercise, Routine
 from coach.storage import write_atomic
-from coach.text import collapse, split_sentences
-from ingest.clean import strip_marker
+from coach.text import collapse, split_sentences, strip_marker
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coach.settings import Settings
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -17,3 +22,11 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_snapshot(settings: Settings) -> dict[str, dict]:
+    """The source snapshot ingest wrote (source id -> facts, sha and collapsed text); {} when there is none."""
+    try:
+        return json.loads(settings.snapshot_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -39,6 +39,15 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+# A list item's marker: a bullet, or a number with "." or ")".
+BULLET = re.compile(r"^\s*(?:[•·▪◦*+-]|\d{1,2}[.)])\s+")
+
+
+def strip_marker(text: str) -> str:
+    """A list item's text without its bullet or number, for quoting."""
+    return BULLET.sub("", text, count=1).strip()
+
+
 _INVISIBLE_CATEGORIES = {"Cf", "Cc", "Co", "Cs"}
 
 

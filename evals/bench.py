@@ -212,7 +212,7 @@ def _cold(data_dir: Path) -> dict:
         floors.append(wall)
         code = (
             "import resource, sys\n"
-            "from coach.cli import app\n"
+            "from cli.main import app\n"
             "try:\n    app(['ask', '--json', sys.argv[1]])\n"
             "except SystemExit:\n    pass\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"

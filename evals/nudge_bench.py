@@ -22,9 +22,10 @@ from pathlib import Path
 
 from bot.app import build_application
 from bot.nudges import Nudger
+from bot.settings import BotSettings
 from bot.state import BotState
 from coach.routines import build_library
-from coach.settings import PROJECT_ROOT, Settings
+from coach.settings import PROJECT_ROOT
 from ingest.loader import corpus_chunks
 
 TOKEN = "123456789:AAE-bench_Token-never-logged-0123456789"
@@ -45,7 +46,7 @@ async def run_nudge_bench(
     from tests.botapi import BotApiStandIn  # the stand-in the tests use
 
     api = await BotApiStandIn(token=TOKEN, rate_limit=rate, per_chat_interval_s=1.0).start()
-    settings = Settings(
+    settings = BotSettings(
         data_dir=data_dir,
         _env_file=None,
         TELEGRAM_BOT_TOKEN=TOKEN,

@@ -8,7 +8,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from coach.answer import CoachService, Turn
+from coach.answer import CoachService
+from coach.models import Turn
 from coach.text import collapse
 from evals.cases import Case, load_cases
 from evals.metrics import (

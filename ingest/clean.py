@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from coach.safety import addresses_model
-from coach.text import collapse, split_sentences
+from coach.text import BULLET, collapse, split_sentences
 
 # Whole lines that are page furniture, matched on the collapsed line, case-insensitively.
 _FURNITURE = [
@@ -50,7 +50,6 @@ _PROMO_RE = re.compile(
     re.IGNORECASE,
 )
 
-_BULLET_RE = re.compile(r"^\s*(?:[•·▪◦*+-]|\d{1,2}[.)])\s+")
 _LINK_LABEL_RE = re.compile(r"\s*-?\s*(learn how|watch (the )?video|read more)\s*$", re.IGNORECASE)
 _COMMENTS_START_RE = re.compile(
     r"^\W*(this post has )?\d+ (comments?|responses?|replies)$|^comments?$|^reader comments$", re.IGNORECASE
@@ -84,7 +83,7 @@ def _is_furniture(line: str) -> bool:
 
 def _is_heading_candidate(line: str) -> bool:
     """A short line that reads as a title: no list marker, no sentence ending but "?", one sentence."""
-    if _BULLET_RE.match(line) or len(line) > 90:
+    if BULLET.match(line) or len(line) > 90:
         return False
     words = line.split()
     if not 1 <= len(words) <= 12 or line[-1] in ".,;:!":
@@ -227,8 +226,3 @@ def first_line_title(raw: str) -> str:
         if collapse(line):
             return collapse(line)[:120]
     return "Untitled"
-
-
-def strip_marker(text: str) -> str:
-    """A list item's text without its bullet or number, for quoting."""
-    return _BULLET_RE.sub("", text, count=1).strip()

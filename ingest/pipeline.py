@@ -19,7 +19,7 @@ from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.routines import Library, ensure_library
 from coach.settings import Settings
-from coach.storage import write_atomic
+from coach.storage import read_snapshot, write_atomic
 from coach.store import ChunkStore, move_aside, server_down
 from coach.text import collapse
 from ingest.loader import LoadedSource, chunk_key, chunk_source, load_corpus
@@ -64,13 +64,6 @@ def record_manager(settings: Settings):  # noqa: ANN201
     manager = SQLRecordManager(namespace, db_url=f"sqlite:///{settings.record_db}")
     manager.create_schema()
     return manager
-
-
-def read_snapshot(settings: Settings) -> dict[str, dict]:
-    try:
-        return json.loads(settings.snapshot_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _write_snapshot(settings: Settings, loaded: list[LoadedSource]) -> dict[str, dict]:

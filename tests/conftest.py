@@ -16,6 +16,13 @@ def make_settings(data_dir: Path, corpus_dir: Path = CORPUS, **extra: object) ->
     return Settings(data_dir=data_dir, corpus_dir=corpus_dir, _env_file=None, **extra)
 
 
+def make_bot_settings(data_dir: Path, corpus_dir: Path = CORPUS, **extra: object):  # noqa: ANN201
+    """The bot's settings (bot.settings.BotSettings) on temporary directories."""
+    from bot.settings import BotSettings
+
+    return BotSettings(data_dir=data_dir, corpus_dir=corpus_dir, _env_file=None, **extra)
+
+
 @pytest.fixture
 def corpus_copy(tmp_path: Path) -> Path:
     target = tmp_path / "corpus"
@@ -50,4 +57,4 @@ def real_index(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def service(real_index: Settings):
     from coach.answer import CoachService
 
-    return CoachService.open(real_index, auto_ingest=False)
+    return CoachService.open(real_index)

@@ -24,7 +24,7 @@ from coach.answer import CoachService
 from coach.models import Answer, Disagreement, Position
 from coach.settings import Settings
 from tests.botapi import BotApiStandIn, callback, message, parse_html, photo, sticker, voice
-from tests.conftest import make_settings
+from tests.conftest import make_bot_settings
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ async def api():
 
 
 def bot_settings(data_dir: Path, api: BotApiStandIn, **extra: object) -> Settings:
-    return make_settings(data_dir, TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url, **extra)
+    return make_bot_settings(data_dir, TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url, **extra)
 
 
 @pytest.fixture
@@ -419,7 +419,7 @@ async def test_coach_bot_command_runs_and_stops_on_sigint(api: BotApiStandIn, re
         "COACH_DATA_DIR": str(real_index.data_dir),
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "coach.cli", "-v", "bot", env=env, stdout=PIPE, stderr=PIPE
+        sys.executable, "-m", "cli.main", "-v", "bot", env=env, stdout=PIPE, stderr=PIPE
     )
     try:
         api.push(message(600, KNEES))

@@ -10,8 +10,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from coach.answer import Turn
-from coach.cli import app
+from cli.main import app
+from coach.models import Turn
 from coach.safety import URGENT_PREFIX
 from coach.text import collapse
 from evals.cases import load_cases
@@ -126,7 +126,7 @@ def test_readable_answer_shows_where_the_sources_disagree(real_index) -> None:
 def test_ask_in_a_real_process_builds_the_index_and_answers(tmp_path) -> None:
     env = {**os.environ, "COACH_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.run(
-        [sys.executable, "-m", "coach.cli", "ask", "--json", "why do my knees hurt?"],
+        [sys.executable, "-m", "cli.main", "ask", "--json", "why do my knees hurt?"],
         capture_output=True,
         text=True,
         env=env,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from coach.cli import app
+from cli.main import app
 from coach.embeddings import load_minilm
 from coach.settings import Settings
 from coach.store import HEARTBEAT_PATH
@@ -119,10 +119,11 @@ def server_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chr
 
 
 def test_answers_through_the_server_equal_the_embedded_stores(server_index, service) -> None:
-    from coach.answer import CoachService, Turn
+    from coach.answer import CoachService
+    from coach.models import Turn
 
     server, settings = server_index
-    remote = CoachService.open(settings, auto_ingest=False)
+    remote = CoachService.open(settings)
     assert remote.store.client.get_settings().chroma_api_impl == "chromadb.api.fastapi.FastAPI"  # HTTP
     assert service.store.client.get_settings().chroma_api_impl != "chromadb.api.fastapi.FastAPI"
     assert sorted(remote.store.ids()) == sorted(service.store.ids())
@@ -180,9 +181,7 @@ def test_stopped_server_gives_users_one_clear_line(chroma_factory, tmp_path: Pat
     runner = CliRunner()
     first = runner.invoke(app, ["ask", "--json", "What exercises strengthen the glutes?"], env=env)
     assert first.exit_code == 0, first.output  # built the index in the server on first use
-    open_service = CoachService.open(
-        make_settings(tmp_path / "data", chroma_url=server.url), auto_ingest=False
-    )
+    open_service = CoachService.open(make_settings(tmp_path / "data", chroma_url=server.url))
 
     server.stop()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from coach.cli import app
+from cli.main import app
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +111,21 @@ def test_sources_lists_the_articles() -> None:
     result = run(["sources"])
     assert result.exit_code == 0
     assert "runners-need-strong-glutes" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["debates"], ["routine", "--day", "1"], ["eval"]])
+def test_commands_other_than_ask_and_chat_never_build_the_index(command: list[str], tmp_path: Path) -> None:
+    """Only `coach ask` and `coach chat` ingest first on a fresh clone; the rest say what to run."""
+    result = run(command, COACH_DATA_DIR=str(tmp_path / "d"))
+    assert_one_line_error(result, 1, "run `coach ingest`")
+    assert not (tmp_path / "d" / "chroma").exists()
+
+
+def test_ask_builds_a_missing_index_first(tmp_path: Path) -> None:
+    result = run(["ask", "--json", "why do my knees hurt?"], COACH_DATA_DIR=str(tmp_path / "d"))
+    assert result.exit_code == 0, result.output
+    assert "Built the index" in result.stderr
+    assert '"abstained": false' in result.stdout
+    again = run(["ask", "--json", "why do my knees hurt?"], COACH_DATA_DIR=str(tmp_path / "d"))
+    assert again.exit_code == 0
+    assert "Built the index" not in again.stderr

@@ -169,14 +169,25 @@ def test_adding_and_removing_an_article_updates_the_map(tmp_path) -> None:
     assert debate_map.disagreements == []
 
 
-def test_a_lost_or_unreadable_map_is_rebuilt_when_the_coach_opens(tmp_path) -> None:
+def test_a_lost_or_unreadable_map_stops_the_coach_opening_and_ingest_rebuilds_it(tmp_path) -> None:
+    """Opening never writes (a bot must not race an ingest job): a broken map is an error naming
+    `coach ingest`, and the next ingest rebuilds the same map without embedding a chunk again."""
     from coach.answer import CoachService
     from coach.debates import map_path
+    from coach.embeddings import load_minilm
+    from coach.errors import IndexNotReady
+    from ingest.pipeline import run_ingest
 
     _report, debate_map = ingest(tmp_path, {"hills-twice": HILLS_TWICE, "hills-daily": HILLS_DAILY})
     settings = make_settings(tmp_path / "data", tmp_path / "corpus")
     map_path(settings.data_dir).write_text("{not json", encoding="utf-8")
-    service = CoachService.open(settings, auto_ingest=False)
+    with pytest.raises(IndexNotReady, match="coach ingest"):
+        CoachService.open(settings)
+    assert map_path(settings.data_dir).read_text(encoding="utf-8") == "{not json"  # opening wrote nothing
+    report = run_ingest(settings, load_minilm())
+    assert report.debates_rebuilt
+    assert report.chunks_embedded == 0
+    service = CoachService.open(settings)
     rebuilt = read_map(settings.data_dir)
     assert rebuilt is not None
     assert rebuilt.key == service.debate_map.key == debate_map.key

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from coach.cli import app
+from cli.main import app
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from coach.answer import EXTRACTIVE, NOTE_UNAVAILABLE, NOTE_UNSUPPORTED, CoachService, Turn
+from coach.answer import EXTRACTIVE, NOTE_UNAVAILABLE, NOTE_UNSUPPORTED, CoachService
+from coach.models import Turn
 from coach.text import collapse
 from tests.contract import assert_contract
 from tests.standin import Fail, Hang, Reply, StandIn, passage_with, passages_of
@@ -304,7 +305,7 @@ def test_coach_ask_json_with_a_model_keeps_the_contract_and_the_key_out_of_stder
             "COACH_LLM_BASE_URL": f"{server.url}/v1",
             "OPENAI_API_KEY": key,
         }
-        command = [sys.executable, "-m", "coach.cli", "-v", "ask", "--json", KNEES]
+        command = [sys.executable, "-m", "cli.main", "-v", "ask", "--json", KNEES]
         first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr

@@ -21,7 +21,7 @@ from coach.answer import CoachService
 from coach.settings import Settings
 from coach.text import collapse
 from tests.botapi import BotApiStandIn, Fault, callback, message, parse_html
-from tests.conftest import CORPUS, make_settings
+from tests.conftest import CORPUS, make_bot_settings
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def bot(api: BotApiStandIn, service: CoachService, clock: FakeClock, tmp_path: Path):
-    settings = make_settings(tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url)
+    settings = make_bot_settings(
+        tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url
+    )
     running = await Bot(settings, service, clock).start()
     yield running
     await running.stop()
@@ -419,7 +421,9 @@ async def test_the_real_job_queue_fires_the_nudge(
         def now(self) -> datetime:
             return datetime.now(UTC) + offset
 
-    settings = make_settings(tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url)
+    settings = make_bot_settings(
+        tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url
+    )
     bot = await Bot(settings, service, ShiftedClock()).start()  # type: ignore[arg-type]
     _API[id(bot)] = api
     try:
@@ -441,7 +445,7 @@ async def test_the_real_job_queue_fires_the_nudge(
 def test_coach_routine_json(real_index: Settings) -> None:
     from typer.testing import CliRunner
 
-    from coach.cli import app
+    from cli.main import app
 
     assert (real_index.data_dir / "exercises.json").exists()  # built at ingest, beside the map
     env = {"COACH_DATA_DIR": str(real_index.data_dir)}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from coach.answer import EXTRACTIVE, Turn
+from coach.answer import EXTRACTIVE
 from coach.grounding import SUPPORT_THRESHOLD
+from coach.models import Turn
 from evals.support import accuracy, load_support_cases, measure
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.handlers import SOMETHING_WRONG
+from cli.main import app
 from coach.answer import CoachService
-from coach.cli import app
 from coach.errors import UsageError
 from coach.settings import Settings
 from tests.botapi import BotApiStandIn, message, parse_html

@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.handlers import SOMETHING_WRONG
+from cli.main import app
 from coach.answer import EXTRACTIVE, NOTE_UNAVAILABLE, CoachService
-from coach.cli import app
 from coach.embeddings import fake_embeddings, load_minilm
 from coach.errors import CoachError, IndexMismatchError, StoreError
 from coach.settings import Settings
@@ -90,9 +90,7 @@ def test_index_locked_by_another_writer(real_index: Settings, tmp_path: Path, re
     before = ids_of(settings)
     database = settings.chroma_dir / "chroma.sqlite3"
     with locked(database, "BEGIN EXCLUSIVE"):
-        opened, open_s = attempt(
-            lambda: CoachService.open(settings, auto_ingest=False).answer(KNEES).abstained
-        )
+        opened, open_s = attempt(lambda: CoachService.open(settings).answer(KNEES).abstained)
         cli = CliRunner().invoke(app, ["ask", KNEES], env={"COACH_DATA_DIR": str(settings.data_dir)})
     record(
         "fault",
@@ -110,9 +108,7 @@ def test_index_locked_by_another_writer(real_index: Settings, tmp_path: Path, re
         cli.exit_code == 1 and len(cli_lines) == 1 and "locked" in cli_lines[0],
     )
     with locked(database, "BEGIN IMMEDIATE"):  # a writer mid-transaction (Chroma's client writes on start)
-        reading, read_s = attempt(
-            lambda: CoachService.open(settings, auto_ingest=False).answer(KNEES).abstained
-        )
+        reading, read_s = attempt(lambda: CoachService.open(settings).answer(KNEES).abstained)
         writing, write_s = attempt(lambda: run_ingest(settings, load_minilm()).summary())
     record(
         "fault",
@@ -123,9 +119,7 @@ def test_index_locked_by_another_writer(real_index: Settings, tmp_path: Path, re
         and "locked by another process" in writing
         and max(read_s, write_s) < 15,
     )
-    after_answer, _ = attempt(
-        lambda: len(CoachService.open(settings, auto_ingest=False).answer(KNEES).citations)
-    )
+    after_answer, _ = attempt(lambda: len(CoachService.open(settings).answer(KNEES).citations))
     after = ids_of(settings)
     record(
         "fault",
@@ -141,7 +135,7 @@ def test_corrupt_index(tmp_path: Path, record) -> None:
     settings.chroma_dir.mkdir(parents=True)
     garbage = b"this is not a sqlite database" * 100
     (settings.chroma_dir / "chroma.sqlite3").write_bytes(garbage)
-    opened, _ = attempt(lambda: CoachService.open(settings, auto_ingest=False))
+    opened, _ = attempt(lambda: CoachService.open(settings))
     kept = (settings.chroma_dir / "chroma.sqlite3").read_bytes() == garbage
     record(
         "fault",
@@ -153,7 +147,7 @@ def test_corrupt_index(tmp_path: Path, record) -> None:
     rebuilt, _ = attempt(lambda: run_ingest(settings, load_minilm(), rebuild=True).chunks_total)
     aside = list(settings.data_dir.glob("chroma.broken-*"))
     saved = bool(aside) and (aside[0] / "chroma.sqlite3").read_bytes() == garbage
-    answer, _ = attempt(lambda: len(CoachService.open(settings, auto_ingest=False).answer(KNEES).citations))
+    answer, _ = attempt(lambda: len(CoachService.open(settings).answer(KNEES).citations))
     record(
         "fault",
         "corrupt index, then `coach ingest --rebuild`",
@@ -166,7 +160,7 @@ def test_corrupt_index(tmp_path: Path, record) -> None:
 def test_index_from_another_embedding_model(tmp_path: Path, record) -> None:
     settings = make_settings(tmp_path / "data")
     run_ingest(settings, fake_embeddings(dim=32))
-    opened, _ = attempt(lambda: CoachService.open(settings, auto_ingest=False))
+    opened, _ = attempt(lambda: CoachService.open(settings))
     record(
         "fault",
         "index built with another embedding model",
@@ -357,7 +351,7 @@ def chunk_rows(settings: Settings) -> tuple[int, int, int]:
     """(vectors, distinct chunk contents, record-manager keys) of an index."""
     from ingest.pipeline import record_manager
 
-    service = CoachService.open(settings, auto_ingest=False)
+    service = CoachService.open(settings)
     chunks = service.store.all_chunks()
     distinct = {(c.source_id, c.section, c.commenter, c.text) for c in chunks}
     return len(chunks), len(distinct), len(record_manager(settings).list_keys())
@@ -375,7 +369,7 @@ def test_killed_during_ingest_the_next_run_recovers(tmp_path: Path, record) -> N
         "COACH_CORPUS_DIR": str(corpus),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "coach.cli", "ingest"],
+        [sys.executable, "-m", "cli.main", "ingest"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -404,7 +398,7 @@ def test_killed_during_ingest_the_next_run_recovers(tmp_path: Path, record) -> N
     clean = make_settings(tmp_path / "clean", corpus_dir=corpus)
     clean_report = run_ingest(clean, load_minilm())
     vectors, distinct, keys = chunk_rows(settings)
-    answer = CoachService.open(settings, auto_ingest=False).answer(KNEES)
+    answer = CoachService.open(settings).answer(KNEES)
     record(
         "fault",
         f"`coach ingest` killed (SIGKILL) mid-way through {clean_report.chunks_total} chunks, then run again",

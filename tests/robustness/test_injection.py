@@ -131,7 +131,7 @@ def injected(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def injected_service(injected: Settings) -> CoachService:
-    return CoachService.open(injected, auto_ingest=False)
+    return CoachService.open(injected)
 
 
 def test_document_injection_is_dropped_at_ingest(injected_service: CoachService, record) -> None:

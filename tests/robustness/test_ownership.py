@@ -10,7 +10,7 @@ from telegram import Update
 
 from coach.answer import CoachService
 from tests.botapi import BotApiStandIn, callback, message, parse_html
-from tests.conftest import make_settings
+from tests.conftest import make_bot_settings
 from tests.integration.test_nudges import TOKEN, Bot, FakeClock, buttons, nudges
 
 A, B, GROUP = 42, 77, -1001
@@ -21,7 +21,9 @@ async def test_a_runner_can_only_change_their_own_subscription(
 ) -> None:
     api = await BotApiStandIn(token=TOKEN).start()
     clock = FakeClock(datetime(2026, 6, 1, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
-    settings = make_settings(tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url)
+    settings = make_bot_settings(
+        tmp_path / "bot-data", TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url
+    )
     bot = await Bot(settings, service, clock).start()
     ids = itertools.count(1)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coach.answer import CoachService, Turn
+from coach.answer import CoachService
+from coach.models import Turn
 from coach.safety import URGENT_PREFIX
 from evals.cases import load_cases
 from tests.robustness.helpers import BACKENDS, EXERCISE_WORDS, coaches, describe, has_marks, obliging_model

@@ -22,10 +22,9 @@ from bot.formatting import (
 from bot.limits import AnswerCache, UserGate, Verdict
 from bot.logs import REDACTED, protect_logs
 from bot.state import UPDATE_WINDOW, BotState
-from coach.answer import Turn
-from coach.models import Answer, Citation, Disagreement, Position
+from coach.models import Answer, Citation, Disagreement, Position, Turn
 from tests.botapi import ApiError, parse_html
-from tests.conftest import make_settings
+from tests.conftest import make_bot_settings
 
 
 def citation(n: int, quote: str = "Strong glutes keep the pelvis level & stable.") -> Citation:
@@ -253,12 +252,12 @@ def test_state_keeps_recent_turns_per_chat_and_forgets(tmp_path: Path) -> None:
 
 def test_webhook_secret_must_be_telegram_shaped_and_is_not_echoed(tmp_path: Path) -> None:
     assert (
-        make_settings(tmp_path, webhook_secret="ok_Secret-1").webhook_secret.get_secret_value()
+        make_bot_settings(tmp_path, webhook_secret="ok_Secret-1").webhook_secret.get_secret_value()
         == "ok_Secret-1"
     )
-    assert make_settings(tmp_path, webhook_secret="").webhook_secret is None
+    assert make_bot_settings(tmp_path, webhook_secret="").webhook_secret is None
     with pytest.raises(ValidationError) as info:
-        make_settings(tmp_path, webhook_secret="has spaces & symbols!")
+        make_bot_settings(tmp_path, webhook_secret="has spaces & symbols!")
     assert "has spaces" not in str(info.value)
 
 

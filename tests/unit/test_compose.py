@@ -16,8 +16,9 @@ from urllib.parse import urlparse
 import pytest
 import typer
 
-from coach.cli import app
-from coach.settings import PROJECT_ROOT, Settings
+from bot.settings import BotSettings
+from cli.main import app
+from coach.settings import PROJECT_ROOT
 from coach.store import HEARTBEAT_PATH
 from tests.deploy import (
     COMPOSE_FILE,
@@ -51,7 +52,7 @@ def compose() -> dict:
 def setting_variables() -> dict[str, str]:
     """Environment variable -> Settings field, as pydantic-settings reads them (prefix COACH_, aliases)."""
     names: dict[str, str] = {}
-    for field, info in Settings.model_fields.items():
+    for field, info in BotSettings.model_fields.items():
         choices = getattr(info.validation_alias, "choices", None)
         for name in choices or [f"COACH_{field.upper()}"]:
             names[str(name)] = field
@@ -183,7 +184,9 @@ def test_every_variable_is_a_setting_or_documented(compose: dict) -> None:
         named |= set(compose["services"][service]["environment"])
     for name in sorted(named):
         if name.startswith("COACH_"):
-            assert name in settings_vars, f"{name} is not a field of coach.settings.Settings"
+            assert name in settings_vars, (
+                f"{name} is not a field of coach.settings.Settings or bot.settings.BotSettings"
+            )
         elif name not in settings_vars:
             assert name in NON_SETTING_VARIABLES, f"{name} is neither a setting nor a known variable"
             assert f"`{name}`" in readme, f"{name} is not documented in README"
@@ -204,12 +207,12 @@ def test_compose_defaults_are_the_coachs_own(monkeypatch: pytest.MonkeyPatch, co
     env = compose["services"]["bot"]["environment"]
     for name, value in env.items():
         monkeypatch.setenv(name, resolved(value))
-    loaded = Settings(_env_file=None)
+    loaded = BotSettings(_env_file=None)
     for name in env:
         if name in FIXED_IN_COMPOSE or name not in settings_vars:
             continue
         field = settings_vars[name]
-        assert getattr(loaded, field) == Settings.model_fields[field].default, name
+        assert getattr(loaded, field) == BotSettings.model_fields[field].default, name
     assert str(loaded.data_dir) == "/data"
     assert loaded.chroma_url == "http://chroma:8000"
     assert loaded.telegram_bot_token is None  # empty means unset, not an empty token

@@ -17,7 +17,7 @@ def fake_service(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("fake"))
     embeddings = fake_embeddings()
     run_ingest(settings, embeddings)
-    return CoachService.open(settings, embeddings=embeddings, auto_ingest=False)
+    return CoachService.open(settings, embeddings=embeddings)
 
 
 def test_unverifiable_citations_are_dropped_and_the_rest_renumbered(fake_service) -> None:

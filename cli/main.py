@@ -73,10 +73,26 @@ def _setup(
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
-def _open_service():  # noqa: ANN202
+def _open_service(settings=None, *, build_if_missing: bool = False):  # noqa: ANN001, ANN202
+    """The CoachService over what `coach ingest` built. `build_if_missing` is the convenience of `coach
+    ask` and `coach chat` on a fresh clone: when there is no index yet (or the maps are out of date),
+    ingest first, saying so, then open."""
     from coach.answer import CoachService
+    from coach.embeddings import load_minilm
+    from coach.errors import IndexNotReady
+    from coach.settings import load_settings
 
-    return CoachService.open(on_ingest=lambda summary: err.print(f"Built the index: {summary}"))
+    settings, embeddings = settings or load_settings(), load_minilm()
+    try:
+        return CoachService.open(settings, embeddings=embeddings)
+    except IndexNotReady:
+        if not build_if_missing:
+            raise
+    from ingest.pipeline import run_ingest
+
+    report = run_ingest(settings, embeddings)
+    err.print(f"Built the index (there was none, or it was out of date): {report.summary()}", soft_wrap=True)
+    return CoachService.open(settings, embeddings=embeddings)
 
 
 def render_answer(answer: Answer) -> None:
@@ -115,7 +131,7 @@ def ask(
         normalise_question(
             question, max_chars=load_settings().max_question_chars
         )  # fail fast, before loading
-        answer = _open_service().answer(question)
+        answer = _open_service(build_if_missing=True).answer(question)
         if json_output:
             print(answer.model_dump_json(indent=2))
         else:
@@ -129,9 +145,9 @@ def chat() -> None:
     """A conversation in the terminal (/reset forgets, /quit or Ctrl-D leaves)."""
 
     def body() -> None:
-        from coach.answer import Turn
+        from coach.models import Turn
 
-        service = _open_service()
+        service = _open_service(build_if_missing=True)
         history: list[Turn] = []
         out.print(Text("Ask me about running and glute strength. /reset forgets, /quit leaves.", style="dim"))
         while True:
@@ -357,7 +373,7 @@ def doctor(
     """Check settings, store, index model, corpus and backend; say what to fix (exit 1 if any fails)."""
 
     def body() -> None:
-        from coach.doctor import run_doctor
+        from cli.doctor import run_doctor
 
         report = run_doctor()
         if json_output:
@@ -375,37 +391,16 @@ def bot_command() -> None:
     """Run the Telegram bot: long polling, or a webhook server when COACH_WEBHOOK_URL is set."""
 
     def body() -> None:
-        from pydantic import ValidationError
+        from bot.app import serve
 
-        from bot.app import build_application, run_bot
-        from coach.errors import UsageError
-        from coach.settings import load_settings
-
-        try:
-            settings = load_settings()
-        except ValidationError as exc:  # hide_input_in_errors keeps secret values out of the message
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise UsageError(f"invalid setting: {problems}") from None
-        if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
-            raise UsageError(
-                "Set TELEGRAM_BOT_TOKEN to the token @BotFather gave you (see README, Telegram bot)."
-            )
-        if settings.webhook_url and settings.webhook_secret is None:
-            raise UsageError(
-                "COACH_WEBHOOK_URL is set but COACH_WEBHOOK_SECRET is not; webhook mode needs both."
-            )
         # A long-running service: say what it does at INFO (the token is redacted from every record).
         logging.getLogger("bot").setLevel(min(logging.getLogger().level, logging.INFO))
-        service = _open_service()
-        service.retrieve("running")  # load the embedding model now, not on the first user's question
-        application = build_application(settings, service)
-        err.print("The bot is running; Ctrl-C stops it.")
-        run_bot(application, settings)
+        serve(on_ready=lambda: err.print("The bot is running; Ctrl-C stops it."))
 
     _run(body)
 
 
-def render_doctor(report) -> None:  # noqa: ANN001 - coach.doctor.DoctorReport, imported lazily
+def render_doctor(report) -> None:  # noqa: ANN001 - cli.doctor.DoctorReport, imported lazily
     table = Table("setting", "value", title="Effective settings", title_justify="left")
     for name, value in report.settings.items():
         table.add_row(name, Text("unset", style="dim") if value is None else str(value))

@@ -1,4 +1,4 @@
-"""`coach doctor`: checks settings, store, the index's embedding model, corpus and backend, and says what to fix."""
+"""`coach doctor` (settings of the core and the bot): checks settings, store, the index's embedding model, corpus and backend, and says what to fix."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from bot.settings import BotSettings, load_bot_settings
 from coach.errors import CoachError
-from coach.settings import Settings, load_settings
 from coach.store import mask_url
 
 Status = Literal["ok", "fail", "skipped"]
@@ -43,8 +43,8 @@ class DoctorReport(BaseModel):
 
 
 def env_name(field: str) -> str:
-    """The environment variable a Settings field is read from (its alias, else COACH_<NAME>)."""
-    info = Settings.model_fields[field]
+    """The environment variable a BotSettings field is read from (its alias, else COACH_<NAME>)."""
+    info = BotSettings.model_fields[field]
     alias = info.validation_alias
     choices = getattr(alias, "choices", None)
     if choices:
@@ -52,10 +52,10 @@ def env_name(field: str) -> str:
     return f"COACH_{field.upper()}"
 
 
-def effective_settings(settings: Settings) -> dict[str, Any]:
+def effective_settings(settings: BotSettings) -> dict[str, Any]:
     """Every setting as the coach sees it, by variable name; secrets show only whether they are set."""
     shown: dict[str, Any] = {}
-    for name in Settings.model_fields:
+    for name in BotSettings.model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = "set (hidden)" if value.get_secret_value() else None
@@ -72,14 +72,14 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
 def _variable(loc: tuple) -> str:
     """The variable a validation error is about, as users set it (COACH_TOP_K rather than top_k)."""
     field = str(loc[0]) if loc else ""
-    return env_name(field) if field in Settings.model_fields else ".".join(map(str, loc))
+    return env_name(field) if field in BotSettings.model_fields else ".".join(map(str, loc))
 
 
 def _skipped(name: str, why: str) -> Check:
     return Check(name=name, status="skipped", summary=f"skipped: {why}")
 
 
-def check_store(settings: Settings, model_name: str, model_dim: int) -> tuple[Check, Check]:
+def check_store(settings: BotSettings, model_name: str, model_dim: int) -> tuple[Check, Check]:
     """The store (reachable, collection, count) and the index's embedding model."""
     from coach.store import heartbeat, open_client, store_failure
 
@@ -166,10 +166,10 @@ def check_store(settings: Settings, model_name: str, model_dim: int) -> tuple[Ch
     return store, model
 
 
-def check_corpus(settings: Settings) -> Check:
+def check_corpus(settings: BotSettings) -> Check:
     """The corpus loads, and the index's source snapshot matches it article by article."""
+    from coach.storage import read_snapshot
     from ingest.loader import load_corpus
-    from ingest.pipeline import read_snapshot
 
     try:
         loaded = load_corpus(settings.corpus_dir)
@@ -220,7 +220,7 @@ def _probe(url: str, timeout: float) -> str | None:
     return None
 
 
-def check_backend(settings: Settings, *, timeout: float = LLM_PROBE_TIMEOUT_S) -> Check:
+def check_backend(settings: BotSettings, *, timeout: float = LLM_PROBE_TIMEOUT_S) -> Check:
     """Extractive always works; an LLM backend needs its server reachable or its API key set."""
     if not settings.llm:
         return Check(name="backend", status="ok", summary="extractive (offline, no LLM configured)")
@@ -249,7 +249,7 @@ def check_backend(settings: Settings, *, timeout: float = LLM_PROBE_TIMEOUT_S) -
     return Check(name="backend", status="ok", summary=f"{described} with the provider's own endpoint")
 
 
-def run_doctor(load: Callable[[], Settings] = load_settings) -> DoctorReport:
+def run_doctor(load: Callable[[], BotSettings] = load_bot_settings) -> DoctorReport:
     """Every check, in order; later checks are skipped only when what they need is missing."""
     from coach.embeddings import MODEL_DIM, MODEL_NAME
 

@@ -1,0 +1,1 @@
+"""The `coach` command line: one user of the core library, like the bot and the evals."""

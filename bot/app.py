@@ -204,7 +204,7 @@ def serve(settings: BotSettings | None = None, *, on_ready: Callable[[], None] |
     """`coach bot` and `python -m bot`: open what `coach ingest` built, then run until stopped."""
     settings = settings or load_checked_settings()
     service = CoachService.open(settings)
-    service.retrieve("running")  # load the embedding model now, not on the first runner's question
+    service.warm_up()  # load the embedding model now, not inside the first runner's deadline
     application = build_application(settings, service)
     if on_ready:
         on_ready()

@@ -28,7 +28,7 @@ from bot.nudges import Clock, Nudger, SystemClock
 from bot.settings import BotSettings
 from bot.state import BotState
 from coach.answer import CoachService
-from coach.errors import UsageError
+from coach.errors import CoachError
 from coach.models import Answer, Turn
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ HELP = (
 TEXT_ONLY = "I can only read text messages. Please type your question."
 WAIT = "One question at a time, please: I am still working on your last one. Send this one again when it arrives."
 TOO_FAST = "You are asking faster than I can answer. Please wait about {seconds} seconds and ask again."
-TOO_SLOW = "Sorry, that took too long to answer. Please try again, perhaps with a shorter question."
 EXPIRED = "That answer has expired, ask again."
 SOMETHING_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
 STATE_BUSY = "I could not reach my memory of this chat just now. Please try again in a moment."
@@ -248,21 +247,11 @@ async def question(update: Update, context: CoachContext) -> None:
             history = []
         async with typing(context, chat.id):
             try:
-                # CoachService.answer is CPU-bound and synchronous: a thread keeps the bot responsive.
-                # On timeout the thread runs on to its end (threads cannot be cancelled), but the user
-                # hears back at the deadline and may ask again.
-                answer = await asyncio.wait_for(
-                    asyncio.to_thread(context.coach.answer, message.text, history),
-                    timeout=context.settings.answer_deadline_s,
-                )
-            except UsageError as exc:
+                # The service owns the one deadline (COACH_ANSWER_DEADLINE_S): it answers, falls back or
+                # raises a CoachError with one line to show, in time; the bot adds no timer of its own.
+                answer = await context.coach.aanswer(message.text, history)
+            except CoachError as exc:
                 await send_html(context, chat.id, html.escape(str(exc)))
-                return
-            except TimeoutError:
-                log.warning(
-                    "answer for chat %s missed the %ss deadline", chat.id, context.settings.answer_deadline_s
-                )
-                await send_html(context, chat.id, TOO_SLOW)
                 return
         key = context.answers.put(answer)
         await send_html(context, chat.id, render_answer(answer), reply_markup=answer_keyboard(key, answer))

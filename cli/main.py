@@ -84,15 +84,19 @@ def _open_service(settings=None, *, build_if_missing: bool = False):  # noqa: AN
 
     settings, embeddings = settings or load_settings(), load_minilm()
     try:
-        return CoachService.open(settings, embeddings=embeddings)
+        service = CoachService.open(settings, embeddings=embeddings)
     except IndexNotReady:
         if not build_if_missing:
             raise
-    from ingest.pipeline import run_ingest
+        from ingest.pipeline import run_ingest
 
-    report = run_ingest(settings, embeddings)
-    err.print(f"Built the index (there was none, or it was out of date): {report.summary()}", soft_wrap=True)
-    return CoachService.open(settings, embeddings=embeddings)
+        report = run_ingest(settings, embeddings)
+        err.print(
+            f"Built the index (there was none, or it was out of date): {report.summary()}", soft_wrap=True
+        )
+        service = CoachService.open(settings, embeddings=embeddings)
+    service.warm_up()  # the model loads before the answer's deadline starts, not inside it
+    return service
 
 
 def render_answer(answer: Answer) -> None:

@@ -1,20 +1,32 @@
-"""CoachService: the one core every front end calls. question -> triage -> retrieval -> verified Answer."""
+"""CoachService: the one core every front end calls. question -> triage -> retrieval -> verified Answer,
+within one deadline that the service owns (asyncio; the sync `answer` wraps `aanswer`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
 
+from coach.backends import (
+    EXTRACTIVE,
+    AnswerBackend,
+    Articles,
+    DraftRequest,
+    ExtractiveBackend,
+    ModelBackend,
+    format_passages,
+)
 from coach.debates import DebateMap, MapDisagreement, map_key, read_map
 from coach.embeddings import NamedEmbeddings, load_minilm
-from coach.errors import IndexNotReady
-from coach.extractive import Draft, compose
+from coach.errors import IndexNotReady, StoreError
+from coach.extractive import Draft
 from coach.followup import condense_offline, format_history, leans_on_history
 from coach.grounding import Grounder
-from coach.llm import BackendUnavailable, ChatBackend, scrub
-from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source, Turn
+from coach.llm import BackendUnavailable, ChatBackend
+from coach.models import Answer, Citation, Disagreement, Position, Source, Turn
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
 from coach.routines import Library, library_key, read_library
@@ -26,7 +38,6 @@ from coach.text import collapse
 
 log = logging.getLogger(__name__)
 
-EXTRACTIVE = "extractive"
 # Below this share of the question's words found in the corpus, even a fair dense match is not trusted:
 # "taper plan before a marathon" sits close to running articles in embedding space.
 MIN_COVERAGE = 0.5
@@ -44,6 +55,7 @@ RESERVE_SHARE = 0.25
 RESERVE_MAX_S = 2.0
 CONDENSE_SHARE = 0.3  # most of the deadline a follow-up's condensing call may take
 MAX_CONDENSED_CHARS = 400
+RETRIEVAL_MARGIN_S = 0.2  # of the deadline, kept after a hung index to send the one-line reply
 
 
 class CoachService:
@@ -68,12 +80,20 @@ class CoachService:
         self.retriever = HybridRetriever(store, embeddings, self.lexical)
         self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
-        self.backend = backend
-        if backend is None and settings.llm and settings.llm != EXTRACTIVE:
-            self.backend = ChatBackend.from_settings(settings)
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
+        self.extractive = ExtractiveBackend(Articles(self._source_texts, self._titles, self.lexical.idf))
+        # The configured backend: the offline one, or a chat model whose drafts fall back to it.
+        match settings.llm:
+            case None | "" | "extractive" if backend is None:
+                self.model: ModelBackend | None = None
+            case _:
+                self.model = ModelBackend(backend or ChatBackend.from_settings(settings), self.grounder)
         self.debate_map = debate_map or DebateMap(key="")
         self.library = library or Library(key="")
+        # One event loop for the sync wrapper, kept for the service's life: model clients belong to the
+        # loop that first used them.
+        self._runner: asyncio.Runner | None = None
+        self._runner_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -112,8 +132,17 @@ class CoachService:
         return cls(settings, embeddings, store, snapshot, debate_map=debate_map, library=library)
 
     @property
+    def backend(self) -> ChatBackend | None:
+        """The chat model client when a model backend is configured."""
+        return self.model.chat if self.model else None
+
+    @property
+    def answer_backend(self) -> AnswerBackend:
+        return self.model or self.extractive
+
+    @property
     def backend_name(self) -> str:
-        return self.backend.name if self.backend else EXTRACTIVE
+        return self.answer_backend.name
 
     def sources(self) -> list[Source]:
         keys = Source.model_fields.keys()
@@ -127,44 +156,74 @@ class CoachService:
         """The text retrieval searches for (offline condensing of a follow-up; what evals score)."""
         return condense_offline(question, history) if history else question
 
+    def warm_up(self) -> None:
+        """Load the embedding model now (a first embedding), so no runner's first question pays for it
+        inside its deadline. Front ends call this once after opening."""
+        self.embeddings.embed_query("warm up")
+
     def retrieve(self, question: str, *, mode: Mode = "hybrid") -> Retrieval:
         return self.retriever.retrieve(question, k=self.settings.top_k, mode=mode)
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        """A grounded answer: red flags first, then cited sentences, or an honest abstention.
+        """`aanswer` for callers without an event loop (the CLI, evals, scripts)."""
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = asyncio.Runner()
+            return self._runner.run(self.aanswer(question, history))
 
-        With a model configured, its answer is kept only as far as its citations check out; when it
-        fails, hangs, is cooling down or has nothing supported to say, the extractive answer is given,
-        marked as such, within settings.answer_deadline_s."""
+    async def aanswer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        """A grounded answer: red flags first, then cited sentences, or an honest abstention, within
+        settings.answer_deadline_s.
+
+        The service owns the one deadline: CPU-bound steps run in worker threads, the model and a Chroma
+        server are awaited under asyncio timeouts (cancelled, never abandoned). With a model configured,
+        its answer is kept only as far as its citations check out; when it fails, hangs, is cooling down
+        or has nothing supported to say, the extractive answer is given, marked as such. A store that
+        does not answer in time is a StoreError with one line to show."""
         deadline = time.monotonic() + self.settings.answer_deadline_s
         text = normalise_question(question, max_chars=self.settings.max_question_chars)
         flags = find_red_flags(text)
         if flags:  # before any backend, condensing included: nothing may delay or soften this
             return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
-        standalone = self._standalone(text, history, deadline) if history else text
+        standalone = await self._standalone(text, history, deadline) if history else text
         if standalone != text and (flags := find_red_flags(standalone)):
             # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
             return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
-        retrieval = self.retrieve(standalone)
+        retrieval = await self._retrieve_in_time(standalone, deadline)
         if not self._covered(retrieval):
             return self._abstain(text)
+        request = DraftRequest(question=standalone, retrieval=retrieval)
         note = None
-        if self.backend is not None:
+        if self.model is not None:
             try:
-                draft = self._model_answer(standalone, retrieval, deadline)
+                draft = self._verified(
+                    await self.model.draft(request, deadline - time.monotonic() - self._reserve()), retrieval
+                )
             except BackendUnavailable:
-                draft, note = None, NOTE_UNAVAILABLE
+                note = NOTE_UNAVAILABLE
             else:
                 if draft.citations:
-                    return self._with_disagreements(text, self.backend.name, draft.text, draft, retrieval)
+                    return self._with_disagreements(text, self.model.name, draft.text, draft, retrieval)
                 note = NOTE_UNSUPPORTED
-        draft = self._verified(
-            compose(retrieval, self.lexical.idf, self._source_texts, self._titles), retrieval
-        )
+        draft = self._verified(await self.extractive.draft(request, deadline - time.monotonic()), retrieval)
         if not draft.citations:
             return self._abstain(text)
         body = f"{note}\n\n{draft.text}" if note else draft.text
         return self._with_disagreements(text, EXTRACTIVE, body, draft, retrieval)
+
+    async def _retrieve_in_time(self, question: str, deadline: float) -> Retrieval:
+        """Hybrid retrieval within what is left of the deadline (keeping back a moment to reply)."""
+        budget = deadline - time.monotonic() - RETRIEVAL_MARGIN_S
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                return await self.retriever.aretrieve(question, k=self.settings.top_k)
+        except TimeoutError:
+            log.warning("the index did not answer within %.1f s", budget)
+            raise StoreError(
+                f"The article index at {self.store.location} did not answer within "
+                f"{self.settings.answer_deadline_s:g} s, so I cannot look anything up right now; "
+                "please ask again in a minute."
+            ) from None
 
     def _with_disagreements(
         self, question: str, backend: str, body: str, draft: Draft, retrieval: Retrieval
@@ -182,10 +241,10 @@ class CoachService:
     def _reserve(self) -> float:
         return min(RESERVE_MAX_S, RESERVE_SHARE * self.settings.answer_deadline_s)
 
-    def _standalone(self, text: str, history: Sequence[Turn], deadline: float) -> str:
+    async def _standalone(self, text: str, history: Sequence[Turn], deadline: float) -> str:
         """The follow-up rewritten to stand alone: by the model when there is one, else offline."""
         offline = condense_offline(text, history)
-        if self.backend is None or not leans_on_history(text):
+        if self.model is None or not leans_on_history(text):
             return offline  # a question that stands alone is not worth a model round trip
         budget = min(
             CONDENSE_SHARE * self.settings.answer_deadline_s, deadline - time.monotonic() - self._reserve()
@@ -193,7 +252,7 @@ class CoachService:
         prompt = prompts()["condense"].format(history=format_history(history), question=text)
         try:
             # No system prompt: the coach's one is about answering from passages, which this is not.
-            reply = self.backend.complete(None, prompt, budget)
+            reply = await self.model.chat.acomplete(None, prompt, budget)
         except BackendUnavailable:
             return offline
         lines = [line for line in (collapse(x) for x in reply.splitlines()) if line]
@@ -205,24 +264,6 @@ class CoachService:
             return offline
         log.debug("condensed %r to %r", text, condensed)
         return condensed
-
-    def _model_answer(self, question: str, retrieval: Retrieval, deadline: float) -> Draft:
-        """The model's answer with every citation checked; raises BackendUnavailable on faults."""
-        assert self.backend is not None
-        passages = [hit.chunk for hit in retrieval.hits]
-        user = prompts()["answer"].format(passages=format_passages(passages), question=question)
-        budget = deadline - time.monotonic() - self._reserve()
-        reply = self.backend.complete(prompts()["system"].template, user, budget)
-        draft, report = self.grounder.ground(reply, passages)
-        log.info(
-            "model answer: %d of %d claims kept, marks dropped: %s",
-            report.kept_claims,
-            report.claims,
-            report.dropped_marks,
-        )
-        if report.dropped_claims:
-            log.debug("claims dropped: %s", [scrub(c) for c in report.dropped_claims])
-        return self._verified(draft, retrieval)
 
     def _disagreements(
         self, question: str, retrieval: Retrieval, citations: list[Citation]
@@ -348,12 +389,4 @@ class CoachService:
         return Draft(text="\n".join(kept_lines).strip(), citations=citations)
 
 
-def format_passages(chunks: Sequence[Chunk]) -> str:
-    """The retrieved passages as numbered, delimited data; a delimiter inside a passage is defused."""
-    blocks: list[str] = []
-    for n, chunk in enumerate(chunks, start=1):
-        body = re.sub(r"</?\s*passage", lambda m: m.group(0).replace("<", "‹"), chunk.text, flags=re.I)
-        where = f"{chunk.title} / {chunk.section}" if chunk.section else chunk.title
-        kind = " (a reader's comment)" if chunk.kind == "comment" else ""
-        blocks.append(f'<passage n="{n}">\n[{where}{kind}]\n{body}\n</passage>')
-    return "\n\n".join(blocks)
+__all__ = ["EXTRACTIVE", "CoachService", "format_passages"]

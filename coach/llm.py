@@ -1,14 +1,14 @@
-"""Chat-model backends (through LangChain's init_chat_model) behind a hard deadline and a circuit breaker."""
+"""Chat-model clients (through LangChain's init_chat_model), awaited under a deadline and a circuit breaker."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
@@ -71,6 +71,14 @@ def build_chat_model(settings: Settings, *, max_retries: int) -> BaseChatModel:
     if provider == "ollama":
         # ChatOllama has no retry option; its httpx client takes the timeout.
         kwargs["client_kwargs"] = {"timeout": timeout}
+    elif provider == "openai":
+        import httpx
+
+        # An httpx.Timeout (not a float) makes langchain-openai build this model's own HTTP clients
+        # instead of sharing process-wide cached ones, which belong to whichever event loop used them
+        # first. The service's asyncio deadline is what bounds a call; this is a backstop.
+        kwargs["timeout"] = httpx.Timeout(timeout)
+        kwargs["max_retries"] = max_retries
     else:
         kwargs["timeout"] = timeout
         kwargs["max_retries"] = max_retries
@@ -141,53 +149,34 @@ class CircuitBreaker:
             return self.opened_at is not None and time.monotonic() - self.opened_at < self.cooldown_s
 
 
-def call_with_deadline(model: BaseChatModel, messages: Sequence[BaseMessage], timeout_s: float) -> str:
-    """Invoke the model in a daemon thread and wait at most `timeout_s` for its text.
-
-    A daemon thread rather than a ThreadPoolExecutor: a call stuck on a server that never answers must
-    not keep the process alive at exit (executor threads are joined); the client's own timeout ends it
-    later."""
-    if timeout_s <= 0:
-        raise BackendUnavailable("no time left before the deadline")
-    future: Future[str] = Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            reply = model.invoke(list(messages))
-            future.set_result(reply.text if isinstance(reply.text, str) else str(reply.content))
-        except BaseException as exc:  # handed to the waiting caller
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="coach-llm-call", daemon=True).start()
-    try:
-        return future.result(timeout=timeout_s)
-    except FutureTimeout:
-        raise BackendUnavailable(f"no answer within {timeout_s:.1f} s") from None
-    except Exception as exc:
-        raise BackendUnavailable(f"{type(exc).__name__}: {scrub(str(exc))[:200]}") from None
-
-
 class ChatBackend:
-    """One configured chat model, shared by every conversation of the process."""
+    """One configured chat model, shared by every conversation of the process.
+
+    The model is called with `ainvoke` under `asyncio.timeout`, so a call that outlives its budget is
+    cancelled (its HTTP request closed), never abandoned in a thread. The model object is built once per
+    event loop: the providers' async HTTP clients belong to the loop that first used them."""
 
     def __init__(
         self,
         name: str,
-        model: BaseChatModel,
+        model: BaseChatModel | Callable[[], BaseChatModel],
         *,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.name = name
-        self._model = model
+        self._factory = model if not isinstance(model, BaseChatModel) else None
+        self._fixed = model if isinstance(model, BaseChatModel) else None
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = (
+            weakref.WeakKeyDictionary()
+        )
         self.breaker = breaker or CircuitBreaker()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatBackend:
+        build_chat_model(settings, max_retries=settings.llm_max_retries)  # a bad COACH_LLM fails now, once
         return cls(
             settings.llm or "",
-            build_chat_model(settings, max_retries=settings.llm_max_retries),
+            lambda: build_chat_model(settings, max_retries=settings.llm_max_retries),
             breaker=CircuitBreaker(
                 failures_to_open=settings.llm_breaker_failures, cooldown_s=settings.llm_breaker_cooldown_s
             ),
@@ -196,8 +185,25 @@ class ChatBackend:
     def __repr__(self) -> str:  # the model's repr is left out: it is the object that holds the key
         return f"ChatBackend(name={self.name!r}, breaker_open={self.breaker.is_open})"
 
-    def complete(self, system: str | None, user: str, timeout_s: float) -> str:
-        """The model's reply to one prompt, or BackendUnavailable (also counted by the breaker)."""
+    def built_models(self) -> list[BaseChatModel]:
+        """The model objects made so far (one per event loop that called the backend)."""
+        return [self._fixed] if self._fixed is not None else list(self._per_loop.values())
+
+    @property
+    def _model(self) -> BaseChatModel:
+        """The model for the running event loop (or the one given, for tests and fakes)."""
+        if self._fixed is not None:
+            return self._fixed
+        assert self._factory is not None
+        loop = asyncio.get_running_loop()
+        model = self._per_loop.get(loop)
+        if model is None:
+            model = self._per_loop[loop] = self._factory()
+        return model
+
+    async def acomplete(self, system: str | None, user: str, timeout_s: float) -> str:
+        """The model's reply to one prompt within `timeout_s`, or BackendUnavailable (also counted by
+        the breaker). On timeout the call is cancelled."""
         if timeout_s <= 0:  # the deadline is spent: not the backend's fault, so not counted
             raise BackendUnavailable("no time left before the deadline")
         if not self.breaker.allow():
@@ -205,10 +211,18 @@ class ChatBackend:
         messages: list[BaseMessage] = [SystemMessage(system)] if system else []
         messages.append(HumanMessage(user))
         try:
-            text = call_with_deadline(self._model, messages, timeout_s)
-        except BackendUnavailable as exc:
+            async with asyncio.timeout(timeout_s):
+                reply = await self._model.ainvoke(messages)
+        except TimeoutError:
             self.breaker.record_failure()
-            log.warning("backend %s failed: %s", self.name, scrub(str(exc)))
+            log.warning("backend %s gave no answer within %.1f s; call cancelled", self.name, timeout_s)
+            raise BackendUnavailable(f"no answer within {timeout_s:.1f} s") from None
+        except asyncio.CancelledError:
             raise
+        except Exception as exc:
+            self.breaker.record_failure()
+            reason = f"{type(exc).__name__}: {scrub(str(exc))[:200]}"
+            log.warning("backend %s failed: %s", self.name, reason)
+            raise BackendUnavailable(reason) from None
         self.breaker.record_success()
-        return text
+        return reply.text if isinstance(reply.text, str) else str(reply.content)

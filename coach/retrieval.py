@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 import math
@@ -12,7 +13,7 @@ import numpy as np
 
 from coach.embeddings import NamedEmbeddings
 from coach.models import Chunk
-from coach.store import ChunkStore
+from coach.store import ChunkStore, DenseHit
 from coach.text import terms
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -104,18 +105,37 @@ class HybridRetriever:
         self.lexical = lexical
 
     def retrieve(self, question: str, *, k: int, mode: Mode = "hybrid") -> Retrieval:
+        """Retrieval for callers without an event loop (evals, scripts)."""
+        query_embedding = self.embeddings.embed_query(question) if mode != "bm25" else None
+        dense = self.store.query(query_embedding, CANDIDATES) if query_embedding is not None else []
+        return self._fuse(question, query_embedding, dense, k=k, mode=mode)
+
+    async def aretrieve(self, question: str, *, k: int, mode: Mode = "hybrid") -> Retrieval:
+        """The same, awaitable: the embedding in a worker thread, the vector query awaited (a Chroma
+        server's request is cancelled when the caller's deadline passes)."""
+        query_embedding = (
+            await asyncio.to_thread(self.embeddings.embed_query, question) if mode != "bm25" else None
+        )
+        dense = await self.store.aquery(query_embedding, CANDIDATES) if query_embedding is not None else []
+        return self._fuse(question, query_embedding, dense, k=k, mode=mode)
+
+    def _fuse(
+        self,
+        question: str,
+        query_embedding: list[float] | None,
+        dense: list[DenseHit],
+        *,
+        k: int,
+        mode: Mode,
+    ) -> Retrieval:
         query_terms = [self.lexical.correct(t) for t in terms(question, expand=True)]
         fused: dict[str, Hit] = {}
         best_similarity = 0.0
-        query_embedding = None
-        if mode in ("hybrid", "dense"):
-            query_embedding = self.embeddings.embed_query(question)
-            dense = self.store.query(query_embedding, CANDIDATES)
-            for rank, hit in enumerate(dense):
-                best_similarity = max(best_similarity, hit.similarity)
-                entry = fused.setdefault(hit.chunk.chunk_id, Hit(chunk=hit.chunk, score=0.0))
-                entry.similarity = hit.similarity
-                entry.score += 1.0 / (RRF_K + rank + 1)
+        for rank, hit in enumerate(dense):
+            best_similarity = max(best_similarity, hit.similarity)
+            entry = fused.setdefault(hit.chunk.chunk_id, Hit(chunk=hit.chunk, score=0.0))
+            entry.similarity = hit.similarity
+            entry.score += 1.0 / (RRF_K + rank + 1)
         if mode in ("hybrid", "bm25"):
             for rank, (index, _score) in enumerate(self.lexical.search(query_terms, CANDIDATES)):
                 chunk = self.lexical.chunks[index]

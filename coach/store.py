@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlunparse
@@ -192,6 +194,9 @@ class ChunkStore:
         self.embeddings = embeddings
         self.client = client if client is not None else open_client(settings)
         self._vectorstore: Chroma | None = None
+        self._async_collections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def location(self) -> str:
@@ -289,6 +294,48 @@ class ChunkStore:
             DenseHit(chunk=chunk_from(doc.id, doc.page_content, doc.metadata), similarity=1.0 - distance)
             for doc, distance in results
         ]
+
+    async def aquery(self, embedding: list[float], k: int) -> list[DenseHit]:
+        """The vector query, awaitable and cancellable. Against a server it goes through chromadb's async
+        HTTP client, so a caller's timeout cancels the request (the sync client waits without a limit);
+        the embedded store answers in-process, in a worker thread."""
+        if not self.settings.chroma_url:
+            return await asyncio.to_thread(self.query, embedding, k)
+        try:
+            collection = await self._async_collection()
+            result = await collection.query(
+                query_embeddings=[embedding], n_results=k, include=["documents", "metadatas", "distances"]
+            )
+        except (StoreError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise self.failure("query", exc) from exc
+        return [
+            DenseHit(chunk=chunk_from(id_, text or "", meta or {}), similarity=1.0 - distance)
+            for id_, text, meta, distance in zip(
+                result["ids"][0],
+                result["documents"][0],
+                result["metadatas"][0],
+                result["distances"][0],
+                strict=True,
+            )
+        ]
+
+    async def _async_collection(self) -> Any:
+        """The collection through chromadb's AsyncHttpClient, one per event loop (its HTTP client
+        belongs to the loop that made it)."""
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        loop = asyncio.get_running_loop()
+        collection = self._async_collections.get(loop)
+        if collection is None:
+            host, port, ssl = parse_server_url(self.settings.chroma_url or "")
+            client = await chromadb.AsyncHttpClient(
+                host=host, port=port, ssl=ssl, settings=ChromaSettings(anonymized_telemetry=False)
+            )
+            collection = self._async_collections[loop] = await client.get_collection(self.settings.collection)
+        return collection
 
     def reset(self) -> None:
         """Drop the collection (or, if it cannot even be opened, move the embedded directory aside)."""

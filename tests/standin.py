@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,6 +82,7 @@ class StandIn:
         self.script = list(script or [])
         self.default = default or Fail(500)
         self.requests: list[Recorded] = []
+        self.closed_by_client: list[float] = []  # when a client hung up on a Hang (time.monotonic())
         self._lock = threading.Lock()
         self._stop = threading.Event()
         stand_in = self
@@ -98,7 +102,7 @@ class StandIn:
                     )
                     step = stand_in.script.pop(0) if stand_in.script else stand_in.default
                 if isinstance(step, Hang):
-                    stand_in._stop.wait(HANG_LIMIT_S)
+                    self._hang()
                     return
                 if isinstance(step, Fail):
                     self._send(step.status, step.body, step.headers)
@@ -154,6 +158,23 @@ class StandIn:
                         "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
                     }
                 self._send(200, payload, {})
+
+            def _hang(self) -> None:
+                """Hold the request without answering until the client gives up (closes the connection,
+                recorded in `closed_by_client`), the stand-in stops, or HANG_LIMIT_S passes."""
+                end = time.monotonic() + HANG_LIMIT_S
+                while not stand_in._stop.is_set() and time.monotonic() < end:
+                    readable, _, _ = select.select([self.connection], [], [], 0.05)
+                    if not readable:
+                        continue
+                    try:
+                        closed = self.connection.recv(1, socket.MSG_PEEK) == b""
+                    except OSError:
+                        closed = True
+                    if closed:
+                        with stand_in._lock:
+                            stand_in.closed_by_client.append(time.monotonic())
+                        return
 
             def _send(self, status: int, payload: dict, headers: dict[str, str]) -> None:
                 self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)

@@ -253,7 +253,9 @@ def test_the_api_key_never_reaches_logs_errors_or_reprs(service, monkeypatch, ca
         assert not record.exc_text or key not in record.exc_text
     assert key not in failed.model_dump_json()
     assert key not in repr(coach.backend)
-    assert key not in repr(coach.backend._model)
+    assert coach.backend.built_models()
+    for model in coach.backend.built_models():
+        assert key not in repr(model)
     assert key not in repr(coach.settings)
 
 

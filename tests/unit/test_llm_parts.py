@@ -3,13 +3,14 @@ offline follow-up condensation, passage delimiting and backend configuration."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from coach.answer import format_passages
+from coach.backends import format_passages
 from coach.followup import HISTORY_TURNS, condense_offline, format_history, leans_on_history
 from coach.grounding import Claim, Line, numbers_of, split_claims
 from coach.llm import (
@@ -18,7 +19,6 @@ from coach.llm import (
     CircuitBreaker,
     ConfigurationError,
     build_chat_model,
-    call_with_deadline,
     provider_of,
     scrub,
 )
@@ -135,16 +135,26 @@ def test_the_breaker_opens_after_repeated_failures_and_half_opens_after_the_cool
     assert breaker.failures == 0
 
 
-def test_a_slow_model_is_abandoned_at_the_deadline() -> None:
-    slow = FakeListChatModel(responses=["late"], sleep=3.0)
+class SlowModel(FakeListChatModel):
+    """A model that takes `sleep` seconds on the event loop, so a timeout can cancel it."""
+
+    async def _agenerate(self, *args: object, **kwargs: object):  # noqa: ANN202
+        await asyncio.sleep(self.sleep or 0)
+        return await super()._agenerate(*args, **kwargs)
+
+
+async def test_a_slow_model_is_cancelled_at_the_deadline() -> None:
+    slow = ChatBackend("fake:slow", SlowModel(responses=["late"], sleep=3.0))
     start = time.monotonic()
     with pytest.raises(BackendUnavailable, match="no answer within"):
-        call_with_deadline(slow, [], timeout_s=0.3)
+        await slow.acomplete("system", "user", timeout_s=0.3)
     assert time.monotonic() - start < 1.0
-    assert call_with_deadline(FakeListChatModel(responses=["quick"]), [], timeout_s=2.0) == "quick"
+    assert slow.breaker.failures == 1
+    quick = ChatBackend("fake:quick", FakeListChatModel(responses=["quick"]))
+    assert await quick.acomplete("system", "user", timeout_s=2.0) == "quick"
 
 
-def test_a_failing_backend_is_counted_and_then_rested() -> None:
+async def test_a_failing_backend_is_counted_and_then_rested() -> None:
     class Broken(FakeListChatModel):
         def _call(self, *args: object, **kwargs: object) -> str:
             raise ConnectionError("refused")
@@ -152,9 +162,9 @@ def test_a_failing_backend_is_counted_and_then_rested() -> None:
     backend = ChatBackend("fake:broken", Broken(responses=["x"]), breaker=CircuitBreaker(failures_to_open=2))
     for _ in range(2):
         with pytest.raises(BackendUnavailable, match="ConnectionError"):
-            backend.complete("system", "user", timeout_s=1.0)
+            await backend.acomplete("system", "user", timeout_s=1.0)
     with pytest.raises(BackendUnavailable, match="cooling down"):
-        backend.complete("system", "user", timeout_s=1.0)
+        await backend.acomplete("system", "user", timeout_s=1.0)
     assert repr(backend) == "ChatBackend(name='fake:broken', breaker_open=True)"
 
 
@@ -167,7 +177,7 @@ def test_backend_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert provider_of(local) == "openai"  # a bare model name with a base URL: OpenAI-compatible
     model = build_chat_model(local, max_retries=1)
     assert model.max_retries == 1
-    assert model.request_timeout == local.answer_deadline_s
+    assert model.request_timeout.read == local.answer_deadline_s  # an httpx.Timeout: its own client
     assert provider_of(make_settings(tmp_path, llm="ollama:qwen2.5:3b")) == "ollama"
     assert provider_of(make_settings(tmp_path, llm="anthropic:claude-haiku-4-5")) == "anthropic"
     with pytest.raises(ConfigurationError, match="provider:model"):

@@ -1,0 +1,114 @@
+"""Answer backends: one interface that turns a question and its retrieved passages into a cited draft.
+
+The service owns the deadline and the checks (verbatim quotes, retrieved chunks, resolving marks); a
+backend only drafts. A new backend is one class with a `name` and an async `draft`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from coach.extractive import Draft, compose
+from coach.grounding import Grounder
+from coach.llm import BackendUnavailable, ChatBackend, scrub
+from coach.models import Chunk
+from coach.prompts import prompts
+from coach.retrieval import Retrieval
+
+log = logging.getLogger(__name__)
+
+EXTRACTIVE = "extractive"
+
+
+@dataclass(frozen=True)
+class Articles:
+    """What every backend may read of the articles: their text (what quotes are checked against),
+    titles and the lexical index's word weights."""
+
+    source_texts: dict[str, str]
+    titles: dict[str, str]
+    idf: dict[str, float]
+
+
+@dataclass(frozen=True)
+class DraftRequest:
+    """One question to draft an answer to: the standalone question and what retrieval found for it."""
+
+    question: str
+    retrieval: Retrieval
+
+
+class AnswerBackend(Protocol):
+    """Drafts a cited answer; raises BackendUnavailable when it cannot within `budget_s` seconds."""
+
+    name: str
+
+    async def draft(self, request: DraftRequest, budget_s: float) -> Draft: ...
+
+
+class ExtractiveBackend:
+    """The offline backend: the retrieved passages' own sentences, chosen and cited (coach/extractive.py)."""
+
+    name = EXTRACTIVE
+
+    def __init__(self, articles: Articles) -> None:
+        self.articles = articles
+
+    async def draft(self, request: DraftRequest, budget_s: float) -> Draft:
+        # A few milliseconds of CPU, in a worker thread so an event loop serving other runners never waits.
+        return await asyncio.to_thread(
+            compose, request.retrieval, self.articles.idf, self.articles.source_texts, self.articles.titles
+        )
+
+
+class ModelBackend:
+    """A chat model writes the answer from the numbered passages; every claim is then checked against
+    the passage it cites (coach/grounding.py), and only supported claims keep a citation."""
+
+    def __init__(self, chat: ChatBackend, grounder: Grounder) -> None:
+        self.chat = chat
+        self.grounder = grounder
+        self.name = chat.name
+
+    async def draft(self, request: DraftRequest, budget_s: float) -> Draft:
+        passages = [hit.chunk for hit in request.retrieval.hits]
+        user = prompts()["answer"].format(passages=format_passages(passages), question=request.question)
+        reply = await self.chat.acomplete(prompts()["system"].template, user, budget_s)
+        draft, report = await asyncio.to_thread(self.grounder.ground, reply, passages)
+        log.info(
+            "model answer: %d of %d claims kept, marks dropped: %s",
+            report.kept_claims,
+            report.claims,
+            report.dropped_marks,
+        )
+        if report.dropped_claims:
+            log.debug("claims dropped: %s", [scrub(c) for c in report.dropped_claims])
+        return draft
+
+
+def format_passages(chunks: Sequence[Chunk]) -> str:
+    """The retrieved passages as numbered, delimited data; a delimiter inside a passage is defused."""
+    blocks: list[str] = []
+    for n, chunk in enumerate(chunks, start=1):
+        body = re.sub(r"</?\s*passage", lambda m: m.group(0).replace("<", "‹"), chunk.text, flags=re.I)
+        where = f"{chunk.title} / {chunk.section}" if chunk.section else chunk.title
+        kind = " (a reader's comment)" if chunk.kind == "comment" else ""
+        blocks.append(f'<passage n="{n}">\n[{where}{kind}]\n{body}\n</passage>')
+    return "\n\n".join(blocks)
+
+
+__all__ = [
+    "EXTRACTIVE",
+    "AnswerBackend",
+    "BackendUnavailable",
+    "DraftRequest",
+    "ExtractiveBackend",
+    "Articles",
+    "ModelBackend",
+    "format_passages",
+]

@@ -43,7 +43,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("sources", "The articles I answer from"),
     ("debates", "Where the articles disagree"),
     ("reset", "Forget this chat's history"),
-    ("subscribe", "A daily glute routine at your time"),
+    ("subscribe", "A daily exercise routine at your time"),
     ("unsubscribe", "Stop the daily routine"),
     ("routine", "Today's routine, now"),
     ("stats", "Your routines done and streak"),
@@ -54,7 +54,7 @@ NOT_MEDICAL = (
     "pain, dizziness or numbness, stop running and see a doctor or physiotherapist."
 )
 HELP = (
-    "Type any question about running or glute strength, for example <i>why do my knees hurt?</i>\n\n"
+    "Type a question, for example <i>why do my knees hurt?</i> I answer from my articles (/sources).\n\n"
     "Every claim in my answers carries a mark like [1]; tap <b>Sources</b> under an answer to read the "
     "quoted passages, and <b>Where sources disagree</b> when the articles do not agree.\n\n"
     + "\n".join(f"/{name} – {html.escape(text)}" for name, text in COMMANDS)

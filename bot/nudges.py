@@ -162,7 +162,7 @@ def render_routine(library: Library, day: int, frequency: Frequency, titles: dic
     """A routine as Telegram HTML: each exercise with how and dose where an article gives them, and the
     passage that names it."""
     routine = routine_for(library, day, frequency)
-    lines = [f"<b>Day {routine.day}: today's glute routine</b>"]
+    lines = [f"<b>Day {routine.day}: today's {html.escape(library.routines.title)}</b>"]
     for number, ex in enumerate(routine.exercises, start=1):
         lines.append(f"\n<b>{number}. {html.escape(ex.name)}</b>")
         if ex.how:

@@ -25,7 +25,7 @@ from bot.nudges import (
     programme_day,
     render_routine,
 )
-from coach.routines import FREQUENCIES, FREQUENCY_TOPIC
+from coach.routines import FREQUENCIES
 
 SUB = "sub"  # callback data: sub|t|HH:MM, sub|z|HH:MM|Zone, sub|f|HH:MM|Zone|frequency (<= 64 bytes)
 COMMON_TIMES = ("06:00", "06:30", "07:00", "07:30", "12:00", "18:00", "19:00", "20:00")
@@ -55,7 +55,8 @@ def _rows(buttons: list[InlineKeyboardButton], width: int) -> list[list[InlineKe
 def frequency_screen(context: CoachContext) -> str:
     """Both positions of the frequency disagreement, each with its quotes, so the runner chooses knowing
     the articles differ."""
-    debate = next((d for d in context.coach.debate_map.disagreements if d.topic == FREQUENCY_TOPIC), None)
+    # The map's frequency rule finds it, whatever the library trains and whatever its topic is called.
+    debate = next((d for d in context.coach.debate_map.disagreements if d.rule == "frequency"), None)
     lines = ["<b>How often?</b>"]
     if debate is None:
         lines.append("Choose how often you want a routine.")

@@ -153,7 +153,10 @@ def chat() -> None:
 
         service = _open_service(build_if_missing=True)
         history: list[Turn] = []
-        out.print(Text("Ask me about running and glute strength. /reset forgets, /quit leaves.", style="dim"))
+        out.print(
+            Text(f"Ask me about {service.covers()}. /reset forgets, /quit leaves.", style="dim"),
+            soft_wrap=True,
+        )
         while True:
             try:
                 line = input("you> ")

@@ -20,6 +20,7 @@ from coach.backends import (
     format_passages,
 )
 from coach.debates import DebateMap, MapDisagreement, map_key, read_map
+from coach.domain import Domain, read_domain
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import IndexNotReady, StoreError
 from coach.extractive import Draft
@@ -55,6 +56,7 @@ RESERVE_SHARE = 0.25
 RESERVE_MAX_S = 2.0
 CONDENSE_SHARE = 0.3  # most of the deadline a follow-up's condensing call may take
 MAX_CONDENSED_CHARS = 400
+MAX_TITLES_SHOWN = 5  # a library without a description is described by this many titles at most
 RETRIEVAL_MARGIN_S = 0.2  # of the deadline, kept after a hung index to send the one-line reply
 
 
@@ -71,17 +73,21 @@ class CoachService:
         backend: ChatBackend | None = None,
         debate_map: DebateMap | None = None,
         library: Library | None = None,
+        domain: Domain | None = None,
     ) -> None:
         self.settings = settings
+        self.domain = domain or Domain()
         self.embeddings = embeddings
         self.store = store
         self.snapshot = snapshot
         self.lexical = LexicalIndex(store.all_chunks())
-        self.retriever = HybridRetriever(store, embeddings, self.lexical)
+        self.retriever = HybridRetriever(store, embeddings, self.lexical, self.domain)
         self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
-        self.extractive = ExtractiveBackend(Articles(self._source_texts, self._titles, self.lexical.idf))
+        self.extractive = ExtractiveBackend(
+            Articles(self._source_texts, self._titles, self.lexical.idf, self.domain.generic_terms)
+        )
         # The configured backend: the offline one, or a chat model whose drafts fall back to it.
         match settings.llm:
             case None | "" | "extractive" if backend is None:
@@ -117,19 +123,22 @@ class CoachService:
             raise IndexNotReady(f"There is no index at {store.location} yet; run `coach ingest` to build it.")
         store.check_model()
         shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
+        domain = read_domain(settings)
         debate_map = read_map(settings.data_dir)
-        if debate_map is None or debate_map.key != map_key(shas, embeddings.name):
+        if domain is None or debate_map is None or debate_map.key != map_key(shas, embeddings.name, domain):
             raise IndexNotReady(
                 f"The disagreement map in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
             )
         library = read_library(settings.data_dir)
-        if library is None or library.key != library_key(shas):
+        if library is None or library.key != library_key(shas, domain):
             raise IndexNotReady(
                 f"The exercise library in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
             )
-        return cls(settings, embeddings, store, snapshot, debate_map=debate_map, library=library)
+        return cls(
+            settings, embeddings, store, snapshot, debate_map=debate_map, library=library, domain=domain
+        )
 
     @property
     def backend(self) -> ChatBackend | None:
@@ -346,16 +355,21 @@ class CoachService:
             return False
         return retrieval.coverage >= MIN_COVERAGE or retrieval.best_similarity >= STRONG_SIMILARITY
 
+    def covers(self) -> str:
+        """What the library covers, in a sentence: the domain file's description, else its titles."""
+        if self.domain.description:
+            return self.domain.description
+        titles = list(self._titles.values())
+        shown = "; ".join(f"“{t}”" for t in titles[:MAX_TITLES_SHOWN])
+        more = f" and {len(titles) - MAX_TITLES_SHOWN} more" if len(titles) > MAX_TITLES_SHOWN else ""
+        return f"{len(titles)} articles: {shown}{more}" if titles else "no articles yet"
+
     def _abstain(self, question: str) -> Answer:
-        titles = "; ".join(f"“{t}”" for t in self._titles.values())
         return Answer(
             question=question,
             backend=self.backend_name,
             abstained=True,
-            answer=(
-                "The articles I answer from don't cover that, so I won't guess. "
-                f"They cover glute strength and running technique: {titles}."
-            ),
+            answer=f"The articles I answer from don't cover that, so I won't guess. They cover {self.covers()}.",
         )
 
     def _verified(self, draft: Draft, retrieval: Retrieval) -> Draft:

@@ -33,6 +33,7 @@ class Articles:
     source_texts: dict[str, str]
     titles: dict[str, str]
     idf: dict[str, float]
+    generic: frozenset[str] = frozenset()  # words any question may carry (the library's domain file)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,12 @@ class ExtractiveBackend:
     async def draft(self, request: DraftRequest, budget_s: float) -> Draft:
         # A few milliseconds of CPU, in a worker thread so an event loop serving other runners never waits.
         return await asyncio.to_thread(
-            compose, request.retrieval, self.articles.idf, self.articles.source_texts, self.articles.titles
+            compose,
+            request.retrieval,
+            self.articles.idf,
+            self.articles.source_texts,
+            self.articles.titles,
+            self.articles.generic,
         )
 
 

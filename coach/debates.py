@@ -13,7 +13,7 @@ Offline and without an LLM, so opposition is found by rules a reader can check, 
 
 A sentence that states a view in order to reject it ("you might be thinking ...", "While it's true that
 ...", a question) is not counted as holding it: only its main clause speaks for the source. Each quote is a
-whole sentence (or list item) copied verbatim from a chunk. A small curated list of topic questions only
+whole sentence (or list item) copied verbatim from a chunk. Topic names from the library's domain file only
 names what the rules find; the rules find disagreements nobody listed.
 """
 
@@ -31,6 +31,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, Field
 
+from coach.domain import Domain
 from coach.models import Chunk, DisagreementKind
 from coach.storage import write_atomic
 from coach.text import collapse, split_sentences, strip_marker, terms
@@ -52,17 +53,10 @@ FREQUENCY_MATCH = 0.20  # two prescriptions this close are about the same traini
 ELABORATION = 0.55  # the next sentence of the same passage this close restates the position
 MERGE = 0.85  # two disagreements of one rule whose claims are this close are one (high: on one
 # subject unrelated sentences sit near 0.7, and two entries are better than one wrongly merged)
-TOPIC_MATCH = 0.55  # a curated topic question this close to a disagreement names it
+TOPIC_MATCH = 0.55  # a topic name of the domain file this close to a disagreement names it
 LOOKUP_MATCH = 0.62  # a question this close to a disagreement's topic or evidence gets it...
 LOOKUP_MARGIN = 0.08  # ...unless another disagreement is closer by more than this (every article here is
 # about glutes, so everything is a little close to everything)
-
-# Curated names for questions the corpus argues about. They name disagreements; they never create one.
-CURATED_TOPICS = (
-    "Do the glutes propel you forward when you run?",
-    "How often should you train the glutes?",
-    "Do strengthening exercises fix weak glutes, or only better running technique?",
-)
 
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -133,8 +127,9 @@ _LEAD = re.compile(
 )
 
 
-def denial(clause: str) -> Denial | None:
-    """What a sentence denies, if it plainly denies something (not in an 'if' clause, not 'not just')."""
+def denial(clause: str, stopwords: frozenset[str] = frozenset()) -> Denial | None:
+    """What a sentence denies, if it plainly denies something (not in an 'if' clause, not 'not just').
+    `stopwords`: words too common in the library to anchor a denial (its domain file)."""
     clause = _LEAD.sub("", clause.replace("’", "'"), count=1)
     clause = clause[:1].upper() + clause[1:]
     match = _NOT_X.match(clause)
@@ -152,7 +147,7 @@ def denial(clause: str) -> Denial | None:
     affirmed = collapse(clause[: neg.start()] + replacement + rest)
     # The denied predicate proper: up to a comma or a relative clause ("..., which builds your base").
     predicate = re.split(r",|;|\b(?:which|that|who|because)\b", clause[neg.end() :], maxsplit=1)[0]
-    anchor = set(terms(predicate)) - GENERIC
+    anchor = set(terms(predicate)) - stopwords
     return Denial(affirmed=affirmed, anchor=anchor) if anchor else None
 
 
@@ -166,7 +161,7 @@ def _third_person(verb: str) -> str:
 
 # --- frequency -----------------------------------------------------------------------------------
 _TRAINING = re.compile(
-    r"\b(exercis\w*|train\w*|strength\w*|workouts?|dedicat\w*|routines?|sessions?|glute work|practi[cs]e"
+    r"\b(exercis\w*|train\w*|strength\w*|workouts?|dedicat\w*|routines?|sessions?|practi[cs]e"
     r"|drills?|sprints?|sets|reps|repetitions)\b|^(do|try|perform|add|include|aim for)\b",
     re.IGNORECASE,
 )
@@ -213,8 +208,6 @@ _FIX = re.compile(
     r"\b(strengthen\w*|exercis\w*|strength training)\b.*\b(correct|fix|cure|rectify|solve|prevent)(s|es|ed|ing)?\b",
     re.IGNORECASE,
 )
-
-GENERIC = frozenset(terms("run running runner glute glutes muscle muscles body way help"))
 
 
 # --- the map -------------------------------------------------------------------------------------
@@ -283,11 +276,19 @@ class Claim:
     vector: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
 
-def map_key(source_shas: dict[str, str], model_name: str) -> str:
-    """Identity of the corpus a map was built from: every source's sha, the model and the rule set."""
+def map_key(source_shas: dict[str, str], model_name: str, domain: Domain | None = None) -> str:
+    """Identity of the corpus a map was built from: every source's sha, the model, the rule set and the
+    library's domain file (its topic names and stopwords)."""
     rules = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     payload = json.dumps(
-        {"sources": source_shas, "model": model_name, "algorithm": ALGORITHM, "rules": rules}, sort_keys=True
+        {
+            "sources": source_shas,
+            "model": model_name,
+            "algorithm": ALGORITHM,
+            "rules": rules,
+            "domain": (domain or Domain()).digest,
+        },
+        sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -313,21 +314,28 @@ def extract_claims(chunks: Sequence[Chunk], source_texts: dict[str, str]) -> lis
 
 
 def build_map(
-    chunks: Sequence[Chunk], source_texts: dict[str, str], embeddings: Embeddings, key: str
+    chunks: Sequence[Chunk],
+    source_texts: dict[str, str],
+    embeddings: Embeddings,
+    key: str,
+    domain: Domain | None = None,
 ) -> DebateMap:
-    """Find every disagreement among the sources' claims."""
+    """Find every disagreement among the sources' claims; the domain file's topic names label them."""
+    domain = domain or Domain()
+    stopwords = domain.anchor_stopwords
     claims = extract_claims(chunks, source_texts)
     if not claims:
         return DebateMap(key=key)
     vectors = _embed(embeddings, [c.quote for c in claims])
     for claim, vector in zip(claims, vectors, strict=True):
         claim.vector = vector
-    found = [*_negations(claims, embeddings), *_frequencies(claims), *_symptoms(claims)]
+    found = [*_negations(claims, embeddings, stopwords), *_frequencies(claims), *_symptoms(claims)]
     merged = _merge(found)
-    topic_vectors = _embed(embeddings, list(CURATED_TOPICS))
+    topics = list(domain.debates.topics)
+    topic_vectors = _embed(embeddings, topics)
     result: dict[str, MapDisagreement] = {}
     for sides, rule, generated in merged:
-        d = _finish(sides, rule, generated, topic_vectors, embeddings)
+        d = _finish(sides, rule, generated, topics, topic_vectors, embeddings)
         # One entry per question: when two rules name the same topic, the one with more evidence stays.
         if d is not None and _weight(d) > _weight(result.get(d.topic)):
             result[d.topic] = d
@@ -351,7 +359,7 @@ Side = tuple[str, list[Claim]]
 Found = tuple[list[Side], str, str]
 
 
-def _elaborate(claims: list[Claim], held: list[Claim]) -> list[Claim]:
+def _elaborate(claims: list[Claim], held: list[Claim], stopwords: frozenset[str]) -> list[Claim]:
     """Add the sentence right after each held claim (in the same passage) when it restates its position."""
     by_pos = {(c.source_id, c.index): c for c in claims}
     out = list(held)
@@ -362,15 +370,19 @@ def _elaborate(claims: list[Claim], held: list[Claim]) -> list[Claim]:
             and following.chunk_id == claim.chunk_id
             and following not in out
             and float(following.vector @ claim.vector) >= ELABORATION
-            and denial(following.clause) is None
+            and denial(following.clause, stopwords) is None
         ):
             out.append(following)
     return out
 
 
-def _negations(claims: list[Claim], embeddings: Embeddings) -> list[Found]:
+def _negations(claims: list[Claim], embeddings: Embeddings, stopwords: frozenset[str]) -> list[Found]:
     # "X is a symptom, not the problem" is a cause-or-symptom claim (see _symptoms), not a plain denial.
-    denials = [(c, d) for c in claims if not _SYMPTOM.search(c.quote) and (d := denial(c.clause)) is not None]
+    denials = [
+        (c, d)
+        for c in claims
+        if not _SYMPTOM.search(c.quote) and (d := denial(c.clause, stopwords)) is not None
+    ]
     if not denials:
         return []
     affirmed_vectors = _embed(embeddings, [d.affirmed for _, d in denials])
@@ -387,12 +399,14 @@ def _negations(claims: list[Claim], embeddings: Embeddings) -> list[Found]:
             for other in claims
             if other.source_id != claim.source_id
             and other.source_id not in agreeing
-            and denial(other.clause) is None
+            and denial(other.clause, stopwords) is None
             and _holds(other, den, affirmed, claim.vector)
         ]
         if holders:
             topic = f"Is it true that {_lower_first(den.affirmed.rstrip('.!'))}?"
-            found.append(([("Yes", holders), ("No", _elaborate(claims, [claim]))], "negation", topic))
+            found.append(
+                ([("Yes", holders), ("No", _elaborate(claims, [claim], stopwords))], "negation", topic)
+            )
     return found
 
 
@@ -497,7 +511,12 @@ def _unique(claims: list[Claim]) -> list[Claim]:
 
 
 def _finish(
-    sides: list[Side], rule: str, generated: str, topic_vectors: np.ndarray, embeddings: Embeddings
+    sides: list[Side],
+    rule: str,
+    generated: str,
+    topics: list[str],
+    topic_vectors: np.ndarray,
+    embeddings: Embeddings,
 ) -> MapDisagreement | None:
     """Positions with disjoint sources (a source on two sides keeps the side it says more on), a topic."""
     count: dict[tuple[str, int], int] = {}
@@ -529,7 +548,7 @@ def _finish(
         scores = topic_vectors @ centre
         best = int(np.argmax(scores))
         if float(scores[best]) >= TOPIC_MATCH:
-            topic = CURATED_TOPICS[best]
+            topic = topics[best]
     topic_vector = _embed(embeddings, [topic])[0]
     return MapDisagreement(
         topic=topic,
@@ -597,13 +616,15 @@ def ensure_map(
     source_shas: dict[str, str],
     embeddings: Embeddings,
     model_name: str,
+    domain: Domain | None = None,
 ) -> tuple[bool, DebateMap]:
-    """The stored map, rebuilt only when the sources (or the model or rules) changed; (rebuilt, map)."""
-    key = map_key(source_shas, model_name)
+    """The stored map, rebuilt only when the sources (or the model, rules or domain file) changed;
+    (rebuilt, map)."""
+    key = map_key(source_shas, model_name, domain)
     current = read_map(data_dir)
     if current is not None and current.key == key:
         return False, current
-    debate_map = build_map(chunks_loader(), source_texts, embeddings, key)
+    debate_map = build_map(chunks_loader(), source_texts, embeddings, key, domain)
     try:
         write_map(data_dir, debate_map)
     except OSError as exc:  # a read-only data directory: the map still serves this process

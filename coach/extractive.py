@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from coach.models import Chunk, Citation
-from coach.retrieval import GENERIC_TERMS, Retrieval
+from coach.retrieval import Retrieval
 from coach.text import BULLET, collapse, split_sentences, strip_marker, terms
 
 MAX_EXPLAIN = 4
@@ -74,11 +74,16 @@ def quote_text(unit: Unit) -> str:
 
 
 def compose(
-    retrieval: Retrieval, idf: dict[str, float], source_texts: dict[str, str], titles: dict[str, str]
+    retrieval: Retrieval,
+    idf: dict[str, float],
+    source_texts: dict[str, str],
+    titles: dict[str, str],
+    generic: frozenset[str] = frozenset(),
 ) -> Draft:
-    """Pick the sentences that answer the question, group them, and cite each one."""
+    """Pick the sentences that answer the question, group them, and cite each one. `generic`: words any
+    question may carry (the library's domain file), which steer nothing."""
     question_terms = set(retrieval.query_terms)
-    specific = question_terms - GENERIC_TERMS or question_terms
+    specific = question_terms - generic or question_terms
     scored: list[tuple[float, Unit]] = []
     advice_pool: list[
         tuple[int, float, Unit]
@@ -136,7 +141,7 @@ def compose(
             ),
         )
         for _rank, _similarity, unit in ranked:
-            if unit not in advice and topic & _words(unit.text) - GENERIC_TERMS:
+            if unit not in advice and topic & _words(unit.text) - generic:
                 take(unit, advice, MIN_ADVICE)
 
     citations: list[Citation] = []

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from coach.domain import Domain
 from coach.embeddings import NamedEmbeddings
 from coach.models import Chunk
 from coach.store import ChunkStore, DenseHit
@@ -99,10 +100,17 @@ class HybridRetriever:
     relevance gate and the source-diversity step below need the similarities, so the fusion is ours.
     """
 
-    def __init__(self, store: ChunkStore, embeddings: NamedEmbeddings, lexical: LexicalIndex) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embeddings: NamedEmbeddings,
+        lexical: LexicalIndex,
+        domain: Domain | None = None,
+    ) -> None:
         self.store = store
         self.embeddings = embeddings
         self.lexical = lexical
+        self.domain = domain or Domain()
 
     def retrieve(self, question: str, *, k: int, mode: Mode = "hybrid") -> Retrieval:
         """Retrieval for callers without an event loop (evals, scripts)."""
@@ -128,7 +136,7 @@ class HybridRetriever:
         k: int,
         mode: Mode,
     ) -> Retrieval:
-        query_terms = [self.lexical.correct(t) for t in terms(question, expand=True)]
+        query_terms = [self.lexical.correct(t) for t in terms(question, synonyms=self.domain.synonym_terms)]
         fused: dict[str, Hit] = {}
         best_similarity = 0.0
         for rank, hit in enumerate(dense):
@@ -158,30 +166,20 @@ class HybridRetriever:
         words = [
             t
             for t in dict.fromkeys(self.lexical.correct(t) for t in terms(question))
-            if t not in GENERIC_TERMS
+            if t not in self.domain.generic_terms
         ]
         if not words:
             return 1.0
         max_idf = max(self.lexical.idf.values(), default=1.0)
         total = known = 0.0
         for word in words:
-            expanded = [word, *terms(word, expand=True)[1:]]
+            expanded = [word, *self.domain.synonym_terms.get(word, ())]
             hit_idf = [self.lexical.idf[w] for w in expanded if w in self.lexical.idf]
             weight = min(hit_idf) if hit_idf else max_idf
             total += weight
             if hit_idf:
                 known += weight
         return known / total if total else 1.0
-
-
-# Words every question to a running coach may contain; they say nothing about coverage.
-GENERIC_TERMS = frozenset(
-    terms(
-        "run runs running runner runners jog jogging good best better help helps way ways "
-        "start started feel feels work works train training do does doing get getting "
-        "day days time times week weeks happen happening tip tips advice bad ok okay normal"
-    )
-)
 
 
 def diversify(ranked: list[Hit], k: int) -> list[Hit]:

@@ -3,8 +3,8 @@
 Offline and without an LLM, so exercises are found by rules a reader can check, over article chunks (never
 reader comments):
 
-* names: a curated lexicon of exercise-name patterns (heads like "clams", "bridge", "deadlift", with the
-  modifiers that make them one exercise, "single-leg", "quadruped", "side lying"), accepted in a sentence
+* names: the exercise vocabulary of the library's domain file (corpus/domain.toml: names or heads, and
+  the modifiers that make them one exercise), accepted in a sentence
   that speaks of exercise ("exercises", "repeat", "builds ...") or in a heading or list item that starts
   with a name ("Hip hike", "4) Lunges- ...", "Side lying abduction & clams"); and
   every item of a list introduced by "exercises like / such as / including", lexicon or not, so an article
@@ -33,6 +33,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from coach.domain import Domain, ExerciseVocabulary, phrase_pattern
+from coach.domain import Routines as RoutineText
 from coach.models import Chunk, Exercise, Routine
 from coach.storage import write_atomic
 from coach.text import collapse, split_sentences, strip_marker
@@ -41,27 +43,42 @@ log = logging.getLogger(__name__)
 
 ALGORITHM = "exercises-v1"
 LIBRARY_FILE = "exercises.json"
-PER_SESSION = 3  # exercises per nudge (2 when the library is that small); hbf says "Choose 2 or 3"
-FREQUENCY_TOPIC = "How often should you train the glutes?"  # the disagreement map's curated topic
+PER_SESSION = 3  # exercises per nudge (2 when the library is that small)
 
 Frequency = Literal["daily", "twice-weekly"]
 FREQUENCIES: tuple[Frequency, ...] = ("daily", "twice-weekly")
 TRAINING_WEEKDAYS = {0, 3}  # twice a week on nonconsecutive days: days 1 and 4 of each programme week
 
 # --- names ---------------------------------------------------------------------------------------
-_MOD = (
-    r"(?:single[- ]leg|one[- ]leg|side[- ]lying|quadruped|seated|standing|lateral|"
-    r"quarter[- ]knee|resistance[- ]band|banded|reverse|walking|glute|gluteal|hip|donkey|bulgarian)"
-)
-_HEAD = (
-    r"(?:clams?|clamshells?|bridges?(?: \(progressions\))?|deadlifts?|fire hydrants?|hydrants?|"
-    r"kick ?backs?|lunges?|squats?|thrusts?|raises?|hikes?|walks|abductions?|contractions?|step[- ]ups?|"
-    r"wet pants walking|band side walks?|monster walks?)"
-)
-# A name: up to two modifiers and a head, not glued to a preceding word ("semi-squat" is a position).
-NAME = re.compile(rf"(?<![\w-])(?:{_MOD}[ -]){{0,2}}{_HEAD}(?!\w|-\w)", re.IGNORECASE)
-# Heads that name an exercise only with a modifier ("hip raises" yes, "raises" no).
-_NEEDS_MODIFIER = re.compile(r"^(?:raises?|hikes?|walks|abductions?|contractions?|thrusts?)$", re.I)
+_NOTHING = r"(?!x)x"  # a pattern that never matches: a library whose domain file names no exercises
+
+
+@dataclass(frozen=True)
+class NameRules:
+    """Exercise names as the library's domain file spells them (coach/domain.py), compiled: up to two
+    modifiers and a name, not glued to a preceding word ("semi-squat" is a position), with an optional
+    one-word qualifier in brackets ("Bridge (progressions)")."""
+
+    name: re.Pattern[str]
+    needs_modifier: re.Pattern[str]
+
+    @classmethod
+    def of(cls, vocabulary: ExerciseVocabulary) -> NameRules:
+        def alternatives(phrases: list[str]) -> str:
+            patterns = [phrase_pattern(p) for p in sorted(phrases, key=len, reverse=True) if p.strip()]
+            return "|".join(patterns) or _NOTHING
+
+        mods = alternatives(vocabulary.modifiers)
+        heads = alternatives(vocabulary.names)
+        return cls(
+            name=re.compile(
+                rf"(?<![\w-])(?:(?:{mods})[ -]){{0,2}}(?:{heads})(?: \(\w+\))?(?!\w|-\w)", re.IGNORECASE
+            ),
+            # Heads that name an exercise only with a modifier ("hip raises" yes, "raises" no).
+            needs_modifier=re.compile(rf"^(?:{alternatives(vocabulary.needs_modifier)})$", re.IGNORECASE),
+        )
+
+
 _CONTEXT = re.compile(
     r"\b(exercises?|workouts?|repeat|perform|practi[cs]e|do them|builds?|strengthen\w*|activates?|"
     r"target\w*|routine|programme|program|try|reps?|repetitions|sets)\b",
@@ -112,7 +129,6 @@ _ITEM_STOP = frozenset(
         "you",
         "your",
         "the",
-        "glutes",
     ]
 )
 _ASIDE_WITHIN = 30  # characters between a name and the "-- done by" or gloss that describes it
@@ -136,10 +152,12 @@ DOSE = re.compile(
 
 
 class Library(BaseModel):
-    """The stored exercise library: exercises in the order the articles name them, keyed like the map."""
+    """The stored exercise library: exercises in the order the articles name them, keyed like the map,
+    with what the library's domain file calls a routine and says under one."""
 
     key: str
     exercises: list[Exercise] = Field(default_factory=list)
+    routines: RoutineText = Field(default_factory=RoutineText)
 
 
 @dataclass
@@ -150,20 +168,30 @@ class _Line:
     offset: int  # where the line starts in the source's text
 
 
-def library_key(source_shas: dict[str, str]) -> str:
-    """Identity of the corpus a library was built from: every source's sha and these rules."""
+def library_key(source_shas: dict[str, str], domain: Domain | None = None) -> str:
+    """Identity of the corpus a library was built from: every source's sha, these rules and the
+    library's domain file (its exercise vocabulary)."""
     rules = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-    payload = json.dumps({"sources": source_shas, "algorithm": ALGORITHM, "rules": rules}, sort_keys=True)
+    payload = json.dumps(
+        {
+            "sources": source_shas,
+            "algorithm": ALGORITHM,
+            "rules": rules,
+            "domain": (domain or Domain()).digest,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _norm(name: str) -> str:
-    """The identity of a name: lower case, hyphens as spaces, no plural s, no "(progressions)"."""
-    words = re.sub(r"\(.*?\)", "", name.lower()).replace("-", " ").replace("kick back", "kickback").split()
-    return " ".join(w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words)
+    """The identity of a name: lower case, no plural s, no bracketed qualifier, and spaces and hyphens
+    ignored ("kick backs", "kick-back" and "kickbacks" are one exercise)."""
+    words = re.sub(r"\(.*?\)", "", name.lower()).replace("-", " ").split()
+    return "".join(w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words)
 
 
-def _lines(chunks: Sequence[Chunk], source_texts: dict[str, str]) -> list[_Line]:
+def _lines(chunks: Sequence[Chunk], source_texts: dict[str, str], rules: NameRules) -> list[_Line]:
     lines: list[_Line] = []
     sections: set[tuple[str, str]] = set()
     for chunk in sorted(chunks, key=lambda c: (c.source_id, c.chunk_id)):
@@ -179,16 +207,16 @@ def _lines(chunks: Sequence[Chunk], source_texts: dict[str, str]) -> list[_Line]
             sentences = [s for s in split_sentences(text) if collapse(s) in haystack]
             if sentences:
                 offset = haystack.find(collapse(sentences[0]))
-                lines.append(_Line(chunk.source_id, sentences, _names_a_list(text), offset))
+                lines.append(_Line(chunk.source_id, sentences, _names_a_list(text, rules), offset))
     # Chunk ids are content hashes: order lines as the article does, so "first mention" means first.
     lines.sort(key=lambda line: (line.source_id, line.offset))
     return lines
 
 
-def _names_a_list(line: str) -> bool:
+def _names_a_list(line: str, rules: NameRules) -> bool:
     """A heading or list item that is an exercise name: "Hip hike", "4) Lunges- perform ...", "Side lying
     abduction & clams", "Bridge (progressions)"; not "Hip abduction, moving the leg out to the side"."""
-    m = NAME.match(strip_marker(line))
+    m = rules.name.match(strip_marker(line))
     return bool(m) and re.match(r"\s*(?:$|[(&\-–:])", strip_marker(line)[m.end() :]) is not None
 
 
@@ -207,22 +235,22 @@ def _list_items(sentence: str) -> list[str]:
     return items
 
 
-def _names(sentence: str, heading: bool) -> list[str]:
+def _names(sentence: str, heading: bool, rules: NameRules) -> list[str]:
     """Exercise names in one sentence, in order of appearance."""
     found: list[str] = []
     listed = _list_items(sentence)
     found.extend(listed)
     if heading or _CONTEXT.search(sentence):
-        for m in NAME.finditer(sentence):
+        for m in rules.name.finditer(sentence):
             name = m.group(0)
-            if _NEEDS_MODIFIER.match(name):
+            if rules.needs_modifier.match(name):
                 continue
             if not any(_norm(name) in _norm(f) for f in found):  # "step-ups" of "box step-ups"
                 found.append(name)
     return found
 
 
-def _how(name: str, line: _Line, index: int) -> str | None:
+def _how(name: str, line: _Line, index: int, rules: NameRules) -> str | None:
     """What the article says about doing it, verbatim; None when it says nothing."""
     sentence = line.sentences[index]
     numbered = _NUMBERED.match(sentence)
@@ -235,7 +263,7 @@ def _how(name: str, line: _Line, index: int) -> str | None:
     for pattern in (_DONE_BY, _GLOSS):
         m = pattern.search(after)
         # Only an aside right after the name describes it (not the next name in "A and B -- done by --").
-        if m and m.start() <= _ASIDE_WITHIN and not NAME.search(after[: m.start()]):
+        if m and m.start() <= _ASIDE_WITHIN and not rules.name.search(after[: m.start()]):
             return collapse(m.group("how"))
     # Instructions in the sentences that follow (or, failing that, precede) the naming sentence, up to
     # the next sentence that names something else.
@@ -246,7 +274,7 @@ def _how(name: str, line: _Line, index: int) -> str | None:
         picked: list[int] = []
         for j in run:
             s = line.sentences[j]
-            if not _IMPERATIVE.match(s) or (NAME.search(s) and j > index):
+            if not _IMPERATIVE.match(s) or (rules.name.search(s) and j > index):
                 break
             picked.append(j)
         if picked:
@@ -260,20 +288,25 @@ def _dose(sentence: str) -> str | None:
     return collapse(m.group(0)) if m else None
 
 
-def build_library(chunks: Sequence[Chunk], source_texts: dict[str, str], key: str = "") -> Library:
-    """Every exercise the articles name, first mention wins, filled in from later mentions."""
+def build_library(
+    chunks: Sequence[Chunk], source_texts: dict[str, str], key: str = "", domain: Domain | None = None
+) -> Library:
+    """Every exercise the articles name, first mention wins, filled in from later mentions; names are
+    recognised by the library's domain file (and "exercises like A, B and C" without it)."""
+    domain = domain or Domain()
+    rules = NameRules.of(domain.exercises)
     by_name: dict[str, Exercise] = {}
     article_dose: dict[str, str] = {}
-    lines = _lines(chunks, source_texts)
+    lines = _lines(chunks, source_texts, rules)
     for line in lines:
         for sentence in line.sentences:
             dose = _dose(sentence)
-            if dose and line.source_id not in article_dose and not NAME.search(sentence):
+            if dose and line.source_id not in article_dose and not rules.name.search(sentence):
                 article_dose[line.source_id] = dose  # a prescription for the article's exercises
     for line in lines:
         for index, sentence in enumerate(line.sentences):
-            for name in _names(sentence, line.heading):
-                how = _how(name, line, index)
+            for name in _names(sentence, line.heading, rules):
+                how = _how(name, line, index, rules)
                 dose = _dose(sentence)
                 quote = collapse(strip_marker(sentence))
                 key_ = _norm(name)
@@ -299,7 +332,7 @@ def build_library(chunks: Sequence[Chunk], source_texts: dict[str, str], key: st
             exercises.append(ex)
         else:  # cannot happen with the rules above; never ship a quote that is not in its source
             log.warning("dropping exercise %r: a quote is not verbatim in %s", ex.name, ex.source_id)
-    return Library(key=key, exercises=exercises)
+    return Library(key=key, exercises=exercises, routines=domain.routines)
 
 
 def _display(name: str) -> str:
@@ -341,11 +374,7 @@ def routine_for(library: Library, day: int, frequency: Frequency = "daily") -> R
     per = min(PER_SESSION, len(exercises))
     start = session_number(day, frequency) * per
     picked = [exercises[(start + i) % len(exercises)] for i in range(per)]
-    note = (
-        "Go slowly and feel your glutes work; if something hurts, stop and see a physiotherapist."
-        if frequency == "daily"
-        else "Twice a week on nonconsecutive days; go slowly and feel your glutes work."
-    )
+    note = library.routines.note_daily if frequency == "daily" else library.routines.note_twice_weekly
     return Routine(day=day, exercises=picked, note=note)
 
 
@@ -381,13 +410,15 @@ def ensure_library(
     chunks_loader: Callable[[], Sequence[Chunk]],
     source_texts: dict[str, str],
     source_shas: dict[str, str],
+    domain: Domain | None = None,
 ) -> tuple[bool, Library]:
-    """The stored library, rebuilt only when the sources (or these rules) changed; (rebuilt, library)."""
-    key = library_key(source_shas)
+    """The stored library, rebuilt only when the sources (or these rules, or the domain file) changed;
+    (rebuilt, library)."""
+    key = library_key(source_shas, domain)
     current = read_library(data_dir)
     if current is not None and current.key == key:
         return False, current
-    library = build_library(chunks_loader(), source_texts, key)
+    library = build_library(chunks_loader(), source_texts, key, domain)
     try:
         write_library(data_dir, library)
     except OSError as exc:  # a read-only data directory: the library still serves this process

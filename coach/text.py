@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 
 _WS = re.compile(r"\s+")
 
@@ -75,7 +76,7 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*(?:['’][a-z]+)?")
 
 
 def stem(word: str) -> str:
-    """A light English suffix stripper: enough to match knee/knees, hurt/hurting, glute/glutes."""
+    """A light English suffix stripper: enough to match knee/knees, hurt/hurting, muscle/muscles."""
     for suffix, keep in (("iness", 3), ("ness", 3), ("ing", 3), ("edly", 3), ("ed", 3), ("ies", 2)):
         if word.endswith(suffix) and len(word) - len(suffix) >= keep:
             return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
@@ -86,32 +87,9 @@ def stem(word: str) -> str:
     return word
 
 
-# Runner's words for the articles' words, so "my butt hurts" finds "glutes" and "pain".
-_SYNONYMS = {
-    "hurt": ("pain",),
-    "ache": ("pain",),
-    "achy": ("pain",),
-    "sore": ("pain",),
-    "painful": ("pain",),
-    "butt": ("glute",),
-    "bum": ("glute",),
-    "buttock": ("glute",),
-    "behind": ("glute",),
-    "gluteal": ("glute",),
-    "gluteus": ("glute",),
-    "glut": ("glute",),
-    "often": ("week", "daily", "regularly"),
-    "frequently": ("week", "daily"),
-    "shoe": ("shoe", "heel"),
-    "sneaker": ("shoe",),
-    "trainer": ("shoe",),
-    "exercise": ("exercise", "strengthen"),
-    "workout": ("exercise",),
-}
-
-
-def terms(text: str, *, expand: bool = False) -> list[str]:
-    """Content words of `text`, lower-cased and stemmed; with `expand`, plus runner synonyms."""
+def terms(text: str, *, synonyms: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Content words of `text`, lower-cased and stemmed; each followed by its `synonyms` (stemmed terms,
+    from the library's domain file: coach/domain.py) when given."""
     out: list[str] = []
     for token in _TOKEN.findall(text.lower().replace("’", "'")):
         token = token.split("'")[0]
@@ -124,8 +102,8 @@ def terms(text: str, *, expand: bool = False) -> list[str]:
             if not word or word in STOPWORDS:
                 continue
             out.append(word)
-            if expand:
-                out.extend(_SYNONYMS.get(word, ()))
+            if synonyms:
+                out.extend(synonyms.get(word, ()))
     return out
 
 

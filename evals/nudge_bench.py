@@ -24,6 +24,7 @@ from bot.app import build_application
 from bot.nudges import Nudger
 from bot.settings import BotSettings
 from bot.state import BotState
+from coach.domain import load_domain
 from coach.routines import build_library
 from coach.settings import PROJECT_ROOT
 from ingest.loader import corpus_chunks
@@ -37,7 +38,7 @@ ZONES = (("UTC", "07:00"), ("Europe/Berlin", "09:00"), ("America/New_York", "03:
 def _library(corpus: Path):  # noqa: ANN202
     """The exercise library ingest would build, from the corpus directly (no embeddings needed here)."""
     chunks, texts, titles = corpus_chunks(corpus)
-    return build_library(chunks, texts), titles
+    return build_library(chunks, texts, domain=load_domain(corpus)), titles
 
 
 async def run_nudge_bench(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from langchain_core.documents import Document
 
 from coach.debates import DebateMap, ensure_map
+from coach.domain import Domain, load_domain, write_domain
 from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.routines import Library, ensure_library
@@ -124,6 +125,7 @@ def run_ingest(
     from langchain_core.indexing import index
 
     loaded = load_corpus(settings.corpus_dir)  # fails before anything is touched
+    domain = load_domain(settings.corpus_dir)
     docs = [doc for ls in loaded for doc in chunk_source(ls)]
     prepare_data_dir(settings)
     counter = CountingEmbeddings(embeddings)  # counts what this run really embeds
@@ -159,8 +161,11 @@ def run_ingest(
         ) from exc
     index_seconds = time.perf_counter() - started
     snapshot = _write_snapshot(settings, loaded)
+    write_domain(settings, domain)
     current = {ls.source.source_id: ls.sha for ls in loaded}
-    (rebuilt, debate_map), (library_rebuilt, library) = update_maps(settings, embeddings, store, snapshot)
+    (rebuilt, debate_map), (library_rebuilt, library) = update_maps(
+        settings, embeddings, store, snapshot, domain
+    )
 
     return IngestReport(
         sources=len(loaded),
@@ -185,7 +190,11 @@ def run_ingest(
 
 
 def update_maps(
-    settings: Settings, embeddings: NamedEmbeddings, store: ChunkStore, snapshot: dict[str, dict]
+    settings: Settings,
+    embeddings: NamedEmbeddings,
+    store: ChunkStore,
+    snapshot: dict[str, dict],
+    domain: Domain,
 ) -> tuple[tuple[bool, DebateMap], tuple[bool, Library]]:
     """Rebuild the disagreement map and the exercise library when the sources changed since they were
     built (each keyed by the snapshot's shas); every chunk is read from the store at most once, and only
@@ -193,8 +202,8 @@ def update_maps(
     shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
     texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
     chunks = functools.cache(store.all_chunks)
-    debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name)
-    library = ensure_library(settings.data_dir, chunks, texts, shas)
+    debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name, domain)
+    library = ensure_library(settings.data_dir, chunks, texts, shas, domain)
     return debates, library
 
 

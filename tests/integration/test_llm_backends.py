@@ -32,7 +32,13 @@ def service_with(service: CoachService, **overrides: object) -> CoachService:
     """A CoachService on the session's real index with other settings (a backend, a deadline)."""
     settings = service.settings.model_copy(update=overrides)
     return CoachService(
-        settings, service.embeddings, service.store, service.snapshot, debate_map=service.debate_map
+        settings,
+        service.embeddings,
+        service.store,
+        service.snapshot,
+        debate_map=service.debate_map,
+        library=service.library,
+        domain=service.domain,
     )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from coach.debates import denial, extract_claims, frequency, main_clause, reported
+from coach.domain import load_domain
 from coach.models import Chunk
+from tests.conftest import CORPUS
 
 
 @pytest.mark.parametrize(
@@ -48,10 +50,17 @@ def test_only_the_main_clause_speaks_for_the_author() -> None:
 
 
 def test_a_denial_names_what_it_denies() -> None:
-    found = denial("The glutes do not propel your body forward during a run.")
+    sentence = "The glutes do not propel your body forward during a run."
+    found = denial(sentence, load_domain(CORPUS).anchor_stopwords)  # the seed library's own stopwords
     assert found is not None
     assert found.affirmed == "The glutes propel your body forward during a run."
     assert found.anchor == {"propel", "forward"}
+    assert denial(sentence).anchor == {
+        "propel",
+        "body",
+        "forward",
+        "run",
+    }  # no domain file: all content words
     assert (
         denial("A higher cadence does not reduce the load.").affirmed == "A higher cadence reduces the load."
     )

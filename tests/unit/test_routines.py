@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from coach.domain import load_domain
 from coach.models import Chunk
 from coach.routines import (
     build_library,
@@ -36,7 +37,7 @@ def source_file_text(source_id: str) -> str:
 @pytest.fixture(scope="module")
 def library():
     chunks, texts = corpus_chunks()
-    return build_library(chunks, texts, key="k")
+    return build_library(chunks, texts, key="k", domain=load_domain(CORPUS))
 
 
 def by_name(library) -> dict[str, object]:
@@ -157,15 +158,17 @@ def test_the_library_is_stored_and_rebuilt_only_when_sources_change(tmp_path: Pa
         return chunks
 
     shas = {sid: "a" for sid in texts}
-    rebuilt, first = ensure_library(tmp_path, loader, texts, shas)
+    rebuilt, first = ensure_library(tmp_path, loader, texts, shas, load_domain(CORPUS))
     assert rebuilt
     assert len(calls) == 1
     stored = json.loads(library_path(tmp_path).read_text(encoding="utf-8"))
     assert len(stored["exercises"]) == len(first.exercises)
-    rebuilt, again = ensure_library(tmp_path, loader, texts, shas)
+    rebuilt, again = ensure_library(tmp_path, loader, texts, shas, load_domain(CORPUS))
     assert not rebuilt
     assert again == first
     assert len(calls) == 1
-    rebuilt, _ = ensure_library(tmp_path, loader, texts, {**shas, "oyf-cure-for-weak-glutes": "b"})
+    rebuilt, _ = ensure_library(
+        tmp_path, loader, texts, {**shas, "oyf-cure-for-weak-glutes": "b"}, load_domain(CORPUS)
+    )
     assert rebuilt
     assert len(calls) == 2

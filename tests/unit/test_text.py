@@ -1,6 +1,13 @@
 """Sentence splitting, white space and search terms."""
 
+import re
+
+import pytest
+
+from coach.domain import Domain, load_domain, phrase_pattern
+from coach.errors import CorpusError
 from coach.text import collapse, passage_sentences, split_sentences, stem, strip_invisible, terms
+from tests.conftest import CORPUS
 
 
 def test_split_sentences_returns_verbatim_slices() -> None:
@@ -53,5 +60,19 @@ def test_terms_stem_and_expand() -> None:
     assert stem("knees") == "knee"
     assert stem("hurting") == "hurt"
     assert terms("Why do my knees hurt?") == ["knee", "hurt"]
-    assert "pain" in terms("Why do my knees hurt?", expand=True)
-    assert "glute" in terms("my butt is sore", expand=True)
+    synonyms = load_domain(CORPUS).synonym_terms  # the seed library's domain file
+    assert "pain" in terms("Why do my knees hurt?", synonyms=synonyms)
+    assert "glute" in terms("my butt is sore", synonyms=synonyms)
+    assert "glute" not in terms("my butt is sore")  # the code knows no library's words
+
+
+def test_a_domain_file_is_validated_and_optional(tmp_path) -> None:  # noqa: ANN001
+    assert load_domain(tmp_path) == Domain()  # no file: defaults that fit any library
+    (tmp_path / "domain.toml").write_text('description = "shins"\n[terms]\nsynonym = {}\n')
+    with pytest.raises(CorpusError, match=r"terms\.synonym: Extra inputs are not permitted"):
+        load_domain(tmp_path)
+    (tmp_path / "domain.toml").write_text("description = [\n")
+    with pytest.raises(CorpusError, match="not valid TOML"):
+        load_domain(tmp_path)
+    pattern = re.compile(phrase_pattern("step up"), re.IGNORECASE)
+    assert all(pattern.fullmatch(x) for x in ("step-ups", "step ups", "stepup", "Step-Up"))

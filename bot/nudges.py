@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
-from telegram.ext import CallbackContext, JobQueue
+from telegram.ext import Application, CallbackContext, JobQueue
 from telegram.warnings import PTBDeprecationWarning
 
 from coach.errors import StateError
@@ -166,6 +166,7 @@ class Nudger:
         self.grace, self.retries, self.clock = grace, retries, clock
         self._running = asyncio.Lock()
         self.caught_up = asyncio.Event()  # set once the tick at start has sent what was owed
+        self._application: Application | None = None
 
     # --- the tick -----------------------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class Nudger:
     def start(self, job_queue: JobQueue) -> None:
         """One repeating job for every subscriber, on multiples of TICK_S (so a 07:30 nudge leaves at
         07:30:00), plus one tick right away: the catch-up after downtime."""
+        self._application = job_queue.application
         phase = self.clock.now().timestamp() % TICK_S
         job_queue.run_once(self._catch_up, when=0, name=TICK_JOB)
         job_queue.run_repeating(self._tick, interval=TICK_S, first=TICK_S - phase, name=TICK_JOB)
@@ -218,7 +220,7 @@ class Nudger:
         try:
             while True:
                 free = MAX_IN_FLIGHT - len(pending)
-                if free >= REFILL or not pending:
+                if (free >= REFILL or not pending) and not self._stopping():
                     claims = await self.state.claim_due(self.clock.now(), self.grace, free)
                     pending.update(asyncio.create_task(self._deliver(c)) for c in claims)
                 if not pending:
@@ -228,6 +230,11 @@ class Nudger:
         finally:
             if pending:  # a StateError or cancellation: let the sends in flight finish and be recorded
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    def _stopping(self) -> bool:
+        """The application is shutting down: finish the sends in flight, claim no more (the next
+        process's tick takes the rest, late but inside the grace window)."""
+        return self._application is not None and not self._application.running
 
     async def _deliver(self, claim: Claim) -> Outcome:
         """Send one claimed nudge and record what happened."""

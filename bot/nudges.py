@@ -32,7 +32,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, CallbackContext, JobQueue
 from telegram.warnings import PTBDeprecationWarning
 
@@ -175,7 +175,7 @@ class Nudger:
         return await self.state.schedule_unscheduled(self.clock.now(), self.grace)
 
     def start(self, job_queue: JobQueue) -> None:
-        """One repeating job for every subscriber, on multiples of TICK_S (so a 07:30 nudge leaves at
+        """One repeating job serves every subscriber, on multiples of TICK_S (so a 07:30 nudge leaves at
         07:30:00), plus one tick right away: the catch-up after downtime."""
         self._application = job_queue.application
         phase = self.clock.now().timestamp() % TICK_S
@@ -314,6 +314,9 @@ class Nudger:
                 if attempt >= self.retries:
                     return "retry"
                 await asyncio.sleep(TIMEOUT_BACKOFF_S * 2**attempt)
+            except TelegramError as exc:  # anything else Telegram refuses (a migrated chat, ...): not sent
+                log.warning("chat %s: nudge refused: %s", chat_id, exc.message)
+                return "failed"
             else:
                 log.debug("nudge to chat %s sent as message %s", chat_id, message.message_id)
                 return "sent"

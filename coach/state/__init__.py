@@ -4,6 +4,8 @@ COACH_STATE_URL names one. Storage failures are StateError (coach/errors.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from coach.state.interfaces import (
     UPDATE_WINDOW,
     Claim,
@@ -19,7 +21,7 @@ from coach.state.interfaces import (
 from coach.state.sql import SqlState
 
 
-async def open_state(state_url: str | None, sqlite_path) -> State:  # noqa: ANN001
+async def open_state(state_url: str | None, sqlite_path: Path) -> State:
     """Open (and migrate) the state database: `state_url` (postgresql://...) or the SQLite file."""
     return await SqlState.open(state_url, sqlite_path)
 

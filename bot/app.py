@@ -28,7 +28,7 @@ from bot.limits import UserGate
 from bot.logs import protect_logs
 from bot.nudges import Clock, Nudger
 from bot.settings import BotSettings
-from bot.state import BotState
+from bot.state import open_bot_state
 from coach.answer import CoachService
 from coach.errors import UsageError
 
@@ -121,14 +121,13 @@ def build_application(
 
 
 async def _post_init(application: Application) -> None:
-    """Open the bot's SQLite state and publish the command menu."""
+    """Open the bot's state, start the nudge tick and publish the command menu."""
     data: BotData = application.bot_data
-    data.state = BotState(data.settings.bot_db).open()
-    last = data.state.last_update_id()
-    log.info("bot state at %s; last handled update %s", data.settings.bot_db, last)
+    data.state = await open_bot_state(data.settings)
+    last = await data.state.last_update_id()
+    log.info("bot state at %s; last handled update %s", data.state.where, last)
     data.nudger = Nudger(
         bot=application.bot,
-        job_queue=application.job_queue,
         state=data.state,
         library=data.service.library,
         titles={s.source_id: s.title for s in data.service.sources()},
@@ -136,15 +135,18 @@ async def _post_init(application: Application) -> None:
         retries=data.settings.nudge_send_retries,
         clock=data.clock,
     )
-    scheduled = data.nudger.rebuild()
-    log.info("nudges: %d subscribers scheduled", scheduled)
+    scheduled = await data.nudger.prepare()
+    if scheduled:
+        log.info("nudges: next due times computed for %d subscribers", scheduled)
+    if application.job_queue is not None:
+        data.nudger.start(application.job_queue)
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in handlers.COMMANDS])
 
 
 async def _post_shutdown(application: Application) -> None:
     data: BotData = application.bot_data
     if data.state is not None:
-        data.state.close()
+        await data.state.close()
         data.state = None
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import html
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -26,10 +25,10 @@ from bot.formatting import (
 from bot.limits import AnswerCache, UserGate, Verdict
 from bot.nudges import Clock, Nudger, SystemClock
 from bot.settings import BotSettings
-from bot.state import BotState
 from coach.answer import CoachService
-from coach.errors import CoachError
+from coach.errors import CoachError, StateError
 from coach.models import Answer, Turn
+from coach.state import State
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class BotData:
 
     settings: BotSettings | None = None
     service: CoachService | None = None
-    state: BotState | None = None
+    state: State | None = None
     gate: UserGate = field(default_factory=UserGate)
     answers: AnswerCache = field(default_factory=AnswerCache)
     clock: Clock = field(default_factory=SystemClock)
@@ -97,7 +96,7 @@ class CoachContext(CallbackContext[ExtBot[None], dict, dict, BotData]):
         return self.bot_data.settings
 
     @property
-    def state(self) -> BotState:
+    def state(self) -> State:
         if self.bot_data.state is None:
             raise RuntimeError("the bot's state is not open (post_init has not run)")
         return self.bot_data.state
@@ -120,8 +119,8 @@ CoachApplication = Application[ExtBot[None], CoachContext, dict, dict, BotData, 
 async def skip_seen(update: Update, context: CoachContext) -> None:
     """Group -1: stop an update whose id was handled before (a re-delivery, or a replay after restart)."""
     try:
-        seen = not context.state.claim_update(update.update_id)
-    except sqlite3.Error as exc:
+        seen = not await context.state.claim_update(update.update_id)
+    except StateError as exc:
         # The database is locked or broken: answering an update twice is better than not at all.
         log.warning("could not record update %s (%s); handling it anyway", update.update_id, exc)
         return
@@ -205,8 +204,8 @@ async def debates_command(update: Update, context: CoachContext) -> None:
 async def reset(update: Update, context: CoachContext) -> None:
     """Forget this chat's history."""
     try:
-        forgotten = context.state.forget(update.effective_chat.id)
-    except sqlite3.Error as exc:
+        forgotten = await context.state.forget(update.effective_chat.id)
+    except StateError as exc:
         log.warning("could not forget chat %s: %s", update.effective_chat.id, exc)
         await send_html(context, update.effective_chat.id, STATE_BUSY)
         return
@@ -241,8 +240,8 @@ async def question(update: Update, context: CoachContext) -> None:
         return
     try:
         try:
-            history = context.state.history(chat.id, HISTORY_TURNS)
-        except sqlite3.Error as exc:  # answer without the conversation rather than not at all
+            history = await context.state.history(chat.id, HISTORY_TURNS)
+        except StateError as exc:  # answer without the conversation rather than not at all
             log.warning("could not read the history of chat %s: %s", chat.id, exc)
             history = []
         async with typing(context, chat.id):
@@ -256,10 +255,10 @@ async def question(update: Update, context: CoachContext) -> None:
         key = context.answers.put(answer)
         await send_html(context, chat.id, render_answer(answer), reply_markup=answer_keyboard(key, answer))
         try:
-            context.state.add_turn(
+            await context.state.add_turn(
                 chat.id, Turn(question=answer.question, answer=answer.answer), keep=HISTORY_TURNS
             )
-        except sqlite3.Error as exc:  # the answer is sent; only this turn is missing from the history
+        except StateError as exc:  # the answer is sent; only this turn is missing from the history
             log.warning("could not store a turn of chat %s: %s", chat.id, exc)
     finally:
         context.gate.done(user.id)

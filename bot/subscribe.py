@@ -154,8 +154,11 @@ async def _ask_frequency(context: CoachContext, chat_id: int, local_time: str, z
 async def _subscribe(context: CoachContext, chat_id: int, local_time: str, zone: str, frequency: str) -> None:
     nudger = context.bot_data.nudger
     now = nudger.clock.now()
-    sub = context.state.subscribe(chat_id, local_time, zone, frequency, first_day(local_time, zone, now))
-    at = nudger.schedule(chat_id)
+    sub = await context.state.subscribe(
+        chat_id, local_time, zone, frequency, first_day(local_time, zone, now), now=now, grace=nudger.grace
+    )
+    at = sub.next_due_at
+    # One owed now (a changed time already past today, inside the grace window) goes out at the next tick.
     when = next_fire(sub, now) if at is None or at <= now else at
     first = ""
     if when is not None:
@@ -192,8 +195,7 @@ async def subscribe_button(update: Update, context: CoachContext) -> None:
 async def unsubscribe(update: Update, context: CoachContext) -> None:
     """/unsubscribe: no more nudges (the streak is kept)."""
     chat_id = update.effective_chat.id
-    stopped = context.state.deactivate(chat_id, "unsubscribed")
-    context.bot_data.nudger.unschedule(chat_id)
+    stopped = await context.state.deactivate(chat_id, "unsubscribed")
     text = (
         "Unsubscribed: no more daily routines. /subscribe starts them again."
         if stopped
@@ -202,8 +204,8 @@ async def unsubscribe(update: Update, context: CoachContext) -> None:
     await send_html(context, chat_id, text)
 
 
-def _today_and_day(context: CoachContext, chat_id: int) -> tuple[date | None, int, str]:
-    sub = context.state.subscription(chat_id)
+async def _today_and_day(context: CoachContext, chat_id: int) -> tuple[date | None, int, str]:
+    sub = await context.state.subscription(chat_id)
     if sub is None or not sub.active:
         return None, 1, "daily"
     today = local_today(sub, context.bot_data.nudger.clock.now())
@@ -213,7 +215,7 @@ def _today_and_day(context: CoachContext, chat_id: int) -> tuple[date | None, in
 async def routine(update: Update, context: CoachContext) -> None:
     """/routine: today's routine, now."""
     chat_id = update.effective_chat.id
-    _today, day, frequency = _today_and_day(context, chat_id)
+    _today, day, frequency = await _today_and_day(context, chat_id)
     titles = {s.source_id: s.title for s in context.coach.sources()}
     await send_html(context, chat_id, render_routine(context.coach.library, day, frequency, titles))  # type: ignore[arg-type]
 
@@ -221,9 +223,9 @@ async def routine(update: Update, context: CoachContext) -> None:
 async def stats(update: Update, context: CoachContext) -> None:
     """/stats: the subscription, nudges sent and done, the streak."""
     chat_id = update.effective_chat.id
-    sub = context.state.subscription(chat_id)
-    today, day, _frequency = _today_and_day(context, chat_id)
-    numbers = context.state.stats(chat_id, today or date.today())
+    sub = await context.state.subscription(chat_id)
+    today, day, _frequency = await _today_and_day(context, chat_id)
+    numbers = await context.state.stats(chat_id, today or date.today())
     if sub is None:
         head = "You are not subscribed. /subscribe to get a daily routine."
     elif not sub.active:
@@ -255,16 +257,15 @@ async def nudge_button(update: Update, context: CoachContext) -> None:
     nudger = context.bot_data.nudger
     now = nudger.clock.now().timestamp()
     if kind == DONE:
-        marked = context.state.mark_done(chat_id, local_date, now)
-        today, _day, _f = _today_and_day(context, chat_id)
-        streak = context.state.stats(chat_id, today or local_date).streak
+        marked = await context.state.mark_done(chat_id, local_date, now)
+        today, _day, _f = await _today_and_day(context, chat_id)
+        streak = (await context.state.stats(chat_id, today or local_date)).streak
         await query.answer("Done, well done!" if marked else "Already marked done.")
         if marked:
             await send_html(context, chat_id, f"Well done! Streak: {streak}.")
     elif kind == SNOOZE_DATA:
         until = now + SNOOZE.total_seconds()
-        if context.state.snooze(chat_id, local_date, until):
-            nudger.schedule_snooze(chat_id, local_date, until)
+        if await context.state.snooze(chat_id, local_date, until):  # the nudge tick sends it then
             await query.answer("I'll remind you in an hour.")
         else:
             await query.answer("Already done or snoozed.")

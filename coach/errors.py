@@ -30,3 +30,8 @@ class IndexMismatchError(StoreError):
 class IndexNotReady(StoreError):
     """There is no index yet, or what ingest builds beside it (the maps) is missing or out of date;
     `coach ingest` builds it. The core only opens an index, never builds one."""
+
+
+class StateError(CoachError):
+    """The bot's state database (SQLite or PostgreSQL) cannot be opened, read or written; front ends
+    carry on without the state where they can, and never learn which engine it was."""

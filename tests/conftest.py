@@ -58,3 +58,38 @@ def service(real_index: Settings):
     from coach.answer import CoachService
 
     return CoachService.open(real_index)
+
+
+@pytest.fixture(scope="session")
+def postgres():  # noqa: ANN201
+    """A real PostgreSQL server on 127.0.0.1 for the whole run (tests/pg.py). Missing server binaries
+    fail the test with the way to install them; a developer without them may set
+    TESTS_WITHOUT_POSTGRES=1 to skip instead, which CI (CI=true) ignores."""
+    import contextlib
+    import os
+
+    from tests.pg import INSTALL_HINT, SKIP_FLAG, PostgresUnavailable, running_postgres
+
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_postgres())
+        except PostgresUnavailable as exc:
+            if os.environ.get(SKIP_FLAG) == "1" and os.environ.get("CI", "").lower() != "true":
+                pytest.skip(f"PostgreSQL not available ({exc}); {SKIP_FLAG}=1 skips it")
+            pytest.fail(f"PostgreSQL could not be started: {exc}. {INSTALL_HINT}", pytrace=False)
+        yield server
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:  # noqa: ANN001
+    """A plain postgresql:// URL (as COACH_STATE_URL takes it) of a fresh, empty database."""
+    return postgres.create_database(f"test_{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest) -> str | None:
+    """Each state test runs twice: on SQLite (None: bot.sqlite in the data directory) and on PostgreSQL."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.state import BotState
+from bot.state import open_bot_state
 from coach.answer import CoachService
 from tests.botapi import BotApiStandIn, message, parse_html
 from tests.integration.test_bot import TOKEN, RunningBot, bot_settings
@@ -35,12 +35,12 @@ async def test_one_chats_history_never_reaches_another(service: CoachService, tm
         finally:
             await running.stop()
             await api.stop()
-    state = BotState(settings.bot_db).open()
+    state = await open_bot_state(settings)
     try:
-        history_b = state.history(22, 10)
-        history_a = state.history(21, 10)
+        history_b = await state.history(22, 10)
+        history_a = await state.history(21, 10)
     finally:
-        state.close()
+        await state.close()
     reply_b = " ".join(parse_html(m["text"]) for m in api.sent(chat_id=22))
     sent_for_b = "\n".join(r.text() for r in for_b)
     leaked = [
@@ -71,11 +71,11 @@ async def test_one_chats_history_never_reaches_another(service: CoachService, tm
     finally:
         await running.stop()
         await api.stop()
-    state = BotState(settings.bot_db).open()
+    state = await open_bot_state(settings)
     try:
-        after_a, after_b = state.history(21, 10), state.history(22, 10)
+        after_a, after_b = await state.history(21, 10), await state.history(22, 10)
     finally:
-        state.close()
+        await state.close()
     record(
         "isolation",
         "chat B sends /reset",

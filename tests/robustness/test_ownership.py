@@ -31,7 +31,7 @@ async def test_a_runner_can_only_change_their_own_subscription(
         await bot.app.process_update(Update.de_json(update, bot.app.bot))
 
     try:
-        state = bot.app.bot_data.state
+        state = bot.state
         await send(message(next(ids), "/subscribe 07:30 Europe/Berlin daily", user_id=A))
         clock.set(2026, 6, 1, 5, 30)
         await bot.nudger.run_due()
@@ -39,7 +39,7 @@ async def test_a_runner_can_only_change_their_own_subscription(
 
         # The chat id always comes from the update; a button's data carries only a date.
         await send(callback(next(ids), done, user_id=B))
-        streak = state.stats(A, date(2026, 6, 1)).streak
+        streak = (await state.stats(A, date(2026, 6, 1))).streak
         record(
             "isolation",
             f"runner B replays runner A's Done button ({done!r}) from B's own chat",
@@ -49,18 +49,17 @@ async def test_a_runner_can_only_change_their_own_subscription(
         )
 
         await send(message(next(ids), "/unsubscribe", user_id=B))
-        sub = state.subscription(A)
-        jobs = bot.app.job_queue.get_jobs_by_name(str(A))
+        sub = await state.subscription(A)
         record(
             "isolation",
             "runner B sends /unsubscribe",
-            "A stays subscribed and A's nudge job stays",
-            f"A active: {sub.active}, A's jobs: {len(jobs)}",
-            sub.active and len(jobs) == 1,
+            "A stays subscribed and A's next nudge stays due",
+            f"A active: {sub.active}, A's next nudge: {sub.next_due_at}",
+            sub.active and sub.next_due_at == datetime(2026, 6, 2, 5, 30, tzinfo=UTC),
         )
 
         await send(message(next(ids), "/subscribe 06:00 UTC twice-weekly", user_id=B))
-        sub = state.subscription(A)
+        sub = await state.subscription(A)
         record(
             "isolation",
             "runner B subscribes at another time and zone",
@@ -73,19 +72,20 @@ async def test_a_runner_can_only_change_their_own_subscription(
         await send(message(next(ids), "/subscribe 05:00 Asia/Tokyo daily", user_id=A, chat=group))
         await send(message(next(ids), "/unsubscribe", user_id=B, chat=group))
         replies = [parse_html(m["text"]) for m in api.sent(chat_id=GROUP)]
+        group_sub, a_sub = await state.subscription(GROUP), await state.subscription(A)
         record(
             "isolation",
             "/subscribe and /unsubscribe sent in a group chat (any member could change a group's)",
             "refused with 'use a private chat'; no group subscription; A's own unchanged",
-            f"replies {replies}; group subscription {state.subscription(GROUP)}; A active {state.subscription(A).active}",
+            f"replies {replies}; group subscription {group_sub}; A active {a_sub.active}",
             len(replies) == 2
             and all("private chat" in r for r in replies)
-            and state.subscription(GROUP) is None
-            and state.subscription(A).active,
+            and group_sub is None
+            and a_sub.active,
         )
 
         await send(callback(next(ids), done, user_id=A))  # control: the owner's own press counts
-        streak = state.stats(A, date(2026, 6, 2)).streak
+        streak = (await state.stats(A, date(2026, 6, 2))).streak
         record(
             "isolation",
             "runner A presses their own Done button (control)",

@@ -21,8 +21,7 @@ from bot.formatting import (
 )
 from bot.limits import AnswerCache, UserGate, Verdict
 from bot.logs import REDACTED, protect_logs
-from bot.state import UPDATE_WINDOW, BotState
-from coach.models import Answer, Citation, Disagreement, Position, Turn
+from coach.models import Answer, Citation, Disagreement, Position
 from tests.botapi import ApiError, parse_html
 from tests.conftest import make_bot_settings
 
@@ -212,39 +211,6 @@ def test_answer_cache_is_bounded_lru() -> None:
     assert cache.get(keys[1]) is None
     assert cache.get(keys[0]).answer == "a0"
     assert cache.get(newest).answer == "a3"
-
-
-# --- state -----------------------------------------------------------------------------------------------
-
-
-def test_state_claims_each_update_once_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "bot.sqlite"
-    state = BotState(path).open()
-    assert state.claim_update(10)
-    assert not state.claim_update(10)
-    assert state.claim_update(12)
-    assert state.claim_update(11)  # out of order (webhook retries) is still new
-    state.close()
-    state = BotState(path).open()
-    assert [state.claim_update(i) for i in (10, 11, 12, 13)] == [False, False, False, True]
-    assert state.last_update_id() == 13
-    assert state.claim_update(13 + UPDATE_WINDOW)
-    assert not state.claim_update(12)  # older than the window: treated as handled
-    assert state.db.execute("SELECT COUNT(*) FROM processed_updates").fetchone()[0] == 1
-    state.close()
-
-
-def test_state_keeps_recent_turns_per_chat_and_forgets(tmp_path: Path) -> None:
-    state = BotState(tmp_path / "bot.sqlite").open()
-    for i in range(5):
-        state.add_turn(1, Turn(question=f"q{i}", answer=f"a{i}"), keep=3)
-    state.add_turn(2, Turn(question="other", answer="x"), keep=3)
-    assert [t.question for t in state.history(1, limit=10)] == ["q2", "q3", "q4"]
-    assert [t.question for t in state.history(1, limit=2)] == ["q3", "q4"]
-    assert state.forget(1) == 3
-    assert state.history(1, limit=10) == []
-    assert len(state.history(2, limit=10)) == 1
-    state.close()
 
 
 # --- settings and logs -----------------------------------------------------------------------------------

@@ -39,9 +39,16 @@ NON_SETTING_VARIABLES = {
     "ANTHROPIC_API_KEY",
     "HF_HUB_OFFLINE",
     "CHROMA_HOST_PORT",
+    "POSTGRES_PASSWORD",  # the postgres service's password, which compose puts into COACH_STATE_URL
 }
 # Fixed by the deployment (not taken from .env): the container paths and the compose network's URL.
-FIXED_IN_COMPOSE = {"COACH_CHROMA_URL", "COACH_DATA_DIR", "COACH_CORPUS_DIR", "HF_HUB_OFFLINE"}
+FIXED_IN_COMPOSE = {
+    "COACH_CHROMA_URL",
+    "COACH_DATA_DIR",
+    "COACH_CORPUS_DIR",
+    "COACH_STATE_URL",
+    "HF_HUB_OFFLINE",
+}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +111,7 @@ def resolved(value: object) -> str:
 
 def test_services_and_dependencies_exist(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) >= {"chroma", "ingest", "bot"}
+    assert set(services) >= {"chroma", "postgres", "ingest", "bot"}
     for name, service in services.items():
         for target, spec in (service.get("depends_on") or {}).items():
             assert target in services, f"{name} depends on unknown service {target}"
@@ -115,6 +122,7 @@ def test_services_and_dependencies_exist(compose: dict) -> None:
             assert "profiles" not in services[target], f"{name} depends on optional service {target}"
     assert services["bot"]["depends_on"] == {
         "chroma": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
         "ingest": {"condition": "service_completed_successfully"},
     }
     assert services["ingest"]["depends_on"] == {"chroma": {"condition": "service_healthy"}}
@@ -215,7 +223,37 @@ def test_compose_defaults_are_the_coachs_own(monkeypatch: pytest.MonkeyPatch, co
         assert getattr(loaded, field) == BotSettings.model_fields[field].default, name
     assert str(loaded.data_dir) == "/data"
     assert loaded.chroma_url == "http://chroma:8000"
+    assert loaded.state_url is not None  # the postgres service (checked below)
     assert loaded.telegram_bot_token is None  # empty means unset, not an empty token
+
+
+def test_the_bot_keeps_its_state_in_the_postgres_service(compose: dict) -> None:
+    """COACH_STATE_URL names the postgres service with its own user, database and (required) password;
+    the service has a pg_isready health check the bot waits for, and its data on a volume."""
+    from sqlalchemy.engine import make_url
+
+    from coach.state.engine import state_url
+
+    services = compose["services"]
+    postgres = services["postgres"]
+    assert re.fullmatch(r"postgres:\d+(\.\d+)?", postgres["image"]), postgres["image"]
+    assert "ports" not in postgres  # only the compose network reaches it
+    env = postgres["environment"]
+    # The password is required (${VAR:?message}): no database runs with a default one.
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:\?[^}]+\}", env["POSTGRES_PASSWORD"])
+    assert any(v == "postgres-data:/var/lib/postgresql/data" for v in postgres["volumes"])
+    raw = services["bot"]["environment"]["COACH_STATE_URL"]
+    assert "${POSTGRES_PASSWORD:?" in raw
+    url = make_url(resolved(raw).replace(":@", ":pw@"))
+    assert (url.drivername, url.host, url.port) == ("postgresql", "postgres", 5432)
+    assert (url.username, url.database) == (env["POSTGRES_USER"], env["POSTGRES_DB"])
+    assert state_url(str(url), PROJECT_ROOT).drivername == "postgresql+psycopg"  # the plain URL is accepted
+    health = postgres["healthcheck"]["test"]
+    assert health[:2] == ["CMD", "pg_isready"]
+    flags = dict(zip(health[2::2], health[3::2], strict=True))
+    # Over TCP (not the socket the image's first-start server uses), as the URL's user and database.
+    assert flags == {"-h": "127.0.0.1", "-p": str(url.port), "-U": url.username, "-d": url.database}
+    assert services["bot"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
 def test_dockerfile_runs_as_non_root_offline_and_with_the_locked_pins() -> None:

@@ -1,5 +1,6 @@
 """When nudges are due: local wall-clock times in IANA zones, across daylight-saving changes, with a grace
-window after downtime; the delivery log lets each (subscriber, local date) through once (real SQLite)."""
+window after downtime; a timed-out send is retried boundedly and never re-sent (real SQLite). The delivery
+log itself is tested on SQLite and PostgreSQL in tests/integration/test_state.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.nudges import due_date, due_nudges, first_day, next_fire, parse_time, parse_zone, wall_clock_utc
-from bot.state import BotState, Subscription
+from bot.nudges import due_date, first_day, next_fire, parse_time, parse_zone, wall_clock_utc
+from coach.state import SqlState, Subscription
+from coach.state.schedule import next_nudge
 
 GRACE = timedelta(minutes=180)
 
@@ -128,45 +130,15 @@ def test_first_day_is_today_only_if_the_time_is_still_ahead() -> None:
     assert first_day("07:30", "Asia/Tokyo", utc(2026, 6, 1, 23, 0)) == date(2026, 6, 3)
 
 
-def test_the_delivery_log_lets_one_claim_through(tmp_path: Path) -> None:
-    state = BotState(tmp_path / "bot.sqlite").open()
-    try:
-        state.subscribe(42, "07:30", "Europe/Berlin", "daily", date(2026, 6, 1))
-        state.subscribe(43, "08:00", "America/New_York", "daily", date(2026, 6, 1))
-        now = utc(2026, 6, 1, 5, 30)
-        assert [(s.chat_id, d) for s, d in due_nudges(state, now, GRACE)] == [(42, date(2026, 6, 1))]
-        assert state.claim_delivery(42, date(2026, 6, 1), 1, now.timestamp())
-        assert not state.claim_delivery(42, date(2026, 6, 1), 1, now.timestamp())
-        assert due_nudges(state, now, GRACE) == []
-        # The claim survives a reopen (a restart).
-        state.close()
-        state = BotState(tmp_path / "bot.sqlite").open()
-        assert not state.claim_delivery(42, date(2026, 6, 1), 1, now.timestamp())
-        assert [d.local_date for d in state.stale_claims()] == [date(2026, 6, 1)]
-        # Changing the time keeps the programme day; coming back after leaving starts again.
-        assert state.subscribe(42, "08:00", "UTC", "daily", date(2026, 6, 9)).start_date == date(2026, 6, 1)
-        state.deactivate(42, "unsubscribed")
-        assert state.subscribe(42, "08:00", "UTC", "daily", date(2026, 6, 9)).start_date == date(2026, 6, 9)
-    finally:
-        state.close()
-
-
-def test_streaks(tmp_path: Path) -> None:
-    state = BotState(tmp_path / "bot.sqlite").open()
-    try:
-        days = [date(2026, 6, d) for d in range(1, 7)]
-        for n, d in enumerate(days, start=1):
-            state.claim_delivery(42, d, n, 0.0)
-            state.finish_delivery(42, d, "sent", now=1.0)
-        for d in (days[0], days[1], days[3], days[4]):
-            assert state.mark_done(42, d, 2.0)
-        assert not state.mark_done(42, days[0], 3.0)  # once
-        stats = state.stats(42, today=days[5])  # today's is still open: it does not break the streak
-        assert (stats.sent, stats.done, stats.streak, stats.best_streak) == (6, 4, 2, 2)
-        stats = state.stats(42, today=date(2026, 6, 7))  # a day later, the missed one does
-        assert stats.streak == 0
-    finally:
-        state.close()
+def test_next_nudge_is_the_first_still_owed() -> None:
+    s = sub("07:30", "Europe/Berlin", date(2026, 6, 1))
+    assert next_nudge(s, utc(2026, 6, 1, 5), GRACE) == (date(2026, 6, 1), utc(2026, 6, 1, 5, 30))
+    late = utc(2026, 6, 1, 7)  # 90 minutes late, inside the window: owed now
+    assert next_nudge(s, late, GRACE) == (date(2026, 6, 1), utc(2026, 6, 1, 5, 30))
+    assert next_nudge(s, late, GRACE, after=date(2026, 6, 1)) == (date(2026, 6, 2), utc(2026, 6, 2, 5, 30))
+    assert next_nudge(s, late, GRACE, delivered=lambda d: d == date(2026, 6, 1))[0] == date(2026, 6, 2)
+    assert next_nudge(s, utc(2026, 6, 1, 8, 31), GRACE)[0] == date(2026, 6, 2)  # past the window: skipped
+    assert next_nudge(Subscription(42, "07:30", "UTC", "daily", date(2026, 6, 1), False), late, GRACE) is None
 
 
 class FlakyBot:
@@ -194,27 +166,22 @@ async def test_timeouts_are_retried_with_a_bound(
     from coach.routines import Library
 
     monkeypatch.setattr(nudges, "TIMEOUT_BACKOFF_S", 0.01)
-    state = BotState(tmp_path / "bot.sqlite").open()
+    state = await SqlState.open(None, tmp_path / "bot.sqlite")
     try:
-        state.subscribe(42, "07:30", "UTC", "daily", date(2026, 6, 1))
-        bot = FlakyBot(*[TimedOut()] * timeouts)
         clock = type("C", (), {"now": lambda self: utc(2026, 6, 1, 7, 30)})()
-        nudger = nudges.Nudger(
-            bot=bot,
-            job_queue=None,
-            state=state,
-            library=Library(key=""),
-            titles={},
-            grace=GRACE,
-            retries=2,
-            clock=clock,
+        await state.subscribe(
+            42, "07:30", "UTC", "daily", date(2026, 6, 1), now=utc(2026, 6, 1, 7), grace=GRACE
         )
-        outcome = await nudger.deliver(42)
+        bot = FlakyBot(*[TimedOut()] * timeouts)
+        nudger = nudges.Nudger(
+            bot=bot, state=state, library=Library(key=""), titles={}, grace=GRACE, retries=2, clock=clock
+        )
+        [outcome] = await nudger.run_due()
         assert outcome.status == status
         assert bot.calls == calls
         # Sent or not, the day is settled: a timed-out nudge may have arrived, so it is never re-sent.
-        assert state.delivery(42, date(2026, 6, 1)).status == status
-        assert (await nudger.deliver(42)).status == "not due"
+        assert (await state.delivery(42, date(2026, 6, 1))).status == status
+        assert await nudger.run_due() == []
         assert bot.calls == calls
     finally:
-        state.close()
+        await state.close()

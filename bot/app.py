@@ -205,6 +205,7 @@ def serve(settings: BotSettings | None = None, *, on_ready: Callable[[], None] |
     settings = settings or load_checked_settings()
     service = CoachService.open(settings)
     service.retrieve("running")  # load the embedding model now, not on the first runner's question
+    service.triager.warm()  # and the triage's word list and vectors: it runs on the event loop
     application = build_application(settings, service)
     if on_ready:
         on_ready()

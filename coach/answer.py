@@ -18,7 +18,15 @@ from coach.models import Answer, Chunk, Citation, Disagreement, Position, Source
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
 from coach.routines import Library, library_key, read_library
-from coach.safety import addresses_model, find_red_flags, normalise_question, urgent_message
+from coach.safety import (
+    RedFlag,
+    Triager,
+    addresses_model,
+    followup_flags,
+    normalise_question,
+    read_anchors,
+    urgent_message,
+)
 from coach.settings import Settings, load_settings
 from coach.storage import read_snapshot
 from coach.store import ChunkStore
@@ -59,6 +67,7 @@ class CoachService:
         backend: ChatBackend | None = None,
         debate_map: DebateMap | None = None,
         library: Library | None = None,
+        anchors: list[list[float]] | None = None,
     ) -> None:
         self.settings = settings
         self.embeddings = embeddings
@@ -72,6 +81,7 @@ class CoachService:
         if backend is None and settings.llm and settings.llm != EXTRACTIVE:
             self.backend = ChatBackend.from_settings(settings)
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
+        self.triager = Triager(embeddings, anchors=anchors)
         self.debate_map = debate_map or DebateMap(key="")
         self.library = library or Library(key="")
 
@@ -109,7 +119,10 @@ class CoachService:
                 f"The exercise library in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
             )
-        return cls(settings, embeddings, store, snapshot, debate_map=debate_map, library=library)
+        anchors = read_anchors(settings.data_dir, embeddings.name)  # missing: embedded when first needed
+        return cls(
+            settings, embeddings, store, snapshot, debate_map=debate_map, library=library, anchors=anchors
+        )
 
     @property
     def backend_name(self) -> str:
@@ -127,8 +140,26 @@ class CoachService:
         """The text retrieval searches for (offline condensing of a follow-up; what evals score)."""
         return condense_offline(question, history) if history else question
 
-    def retrieve(self, question: str, *, mode: Mode = "hybrid") -> Retrieval:
-        return self.retriever.retrieve(question, k=self.settings.top_k, mode=mode)
+    def retrieve(
+        self, question: str, *, mode: Mode = "hybrid", query_embedding: list[float] | None = None
+    ) -> Retrieval:
+        return self.retriever.retrieve(
+            question, k=self.settings.top_k, mode=mode, query_embedding=query_embedding
+        )
+
+    def red_flag_answer(self, question: str) -> Answer | None:
+        """The urgent answer when a raw message carries a red flag on its own, else None. Fast and touches
+        no store or model server, so a front end can run it before anything else (the bot does, on its
+        event loop). Raises UsageError for unusable input, like `answer`."""
+        text = normalise_question(question, max_chars=self.settings.max_question_chars)
+        triage = self.triager.triage(text)
+        return self.urgent_answer(text, triage.flags) if triage.urgent else None
+
+    def urgent_answer(self, question: str, flags: Sequence[RedFlag]) -> Answer:
+        """The answer to a message with red flags: the stop-and-get-help advice, nothing else."""
+        return Answer(
+            question=question, backend=self.backend_name, answer=urgent_message(list(flags)), urgent=True
+        )
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         """A grounded answer: red flags first, then cited sentences, or an honest abstention.
@@ -138,14 +169,15 @@ class CoachService:
         marked as such, within settings.answer_deadline_s."""
         deadline = time.monotonic() + self.settings.answer_deadline_s
         text = normalise_question(question, max_chars=self.settings.max_question_chars)
-        flags = find_red_flags(text)
-        if flags:  # before any backend, condensing included: nothing may delay or soften this
-            return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
+        triage = self.triager.triage(text)
+        if triage.urgent:  # before any backend, condensing included: nothing may delay or soften this
+            return self.urgent_answer(text, triage.flags)
         standalone = self._standalone(text, history, deadline) if history else text
-        if standalone != text and (flags := find_red_flags(standalone)):
+        if history and (flags := followup_flags(self.triager, text, standalone, history[-1].question)):
             # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
-            return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
-        retrieval = self.retrieve(standalone)
+            return self.urgent_answer(text, flags)
+        # The triage embedded the question already (when it read all of it): retrieval reuses it.
+        retrieval = self.retrieve(standalone, query_embedding=triage.vector if standalone == text else None)
         if not self._covered(retrieval):
             return self._abstain(text)
         note = None

@@ -103,13 +103,18 @@ class HybridRetriever:
         self.embeddings = embeddings
         self.lexical = lexical
 
-    def retrieve(self, question: str, *, k: int, mode: Mode = "hybrid") -> Retrieval:
+    def retrieve(
+        self, question: str, *, k: int, mode: Mode = "hybrid", query_embedding: list[float] | None = None
+    ) -> Retrieval:
+        """`query_embedding`: the question's embedding when the caller has it already (triage)."""
         query_terms = [self.lexical.correct(t) for t in terms(question, expand=True)]
         fused: dict[str, Hit] = {}
         best_similarity = 0.0
-        query_embedding = None
-        if mode in ("hybrid", "dense"):
+        if mode not in ("hybrid", "dense"):
+            query_embedding = None
+        elif query_embedding is None:
             query_embedding = self.embeddings.embed_query(question)
+        if query_embedding is not None:
             dense = self.store.query(query_embedding, CANDIDATES)
             for rank, hit in enumerate(dense):
                 best_similarity = max(best_similarity, hit.similarity)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import html
+import json
+import logging
 import re
 import threading
 import tomllib
@@ -18,10 +21,13 @@ import numpy as np
 from rapidfuzz import process
 
 from coach.errors import UsageError
+from coach.storage import write_atomic
 from coach.text import STOPWORDS, collapse, strip_invisible
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+
+log = logging.getLogger(__name__)
 
 EXAMPLE_QUESTION = "why do my knees hurt?"
 
@@ -439,17 +445,70 @@ class Scanner:
         return " ".join(t for t, d in zip(self.raw, drop, strict=True) if not d)
 
 
+ANCHORS_FILE = "triage_anchors.json"
+
+
+def _anchor_texts(lex: Lexicon) -> tuple[list[tuple[str, str]], list[str]]:
+    warning = [(cid, text) for cid, texts in lex.semantic["warning"].items() for text in texts]
+    return warning, list(lex.semantic["harmless"]["texts"])
+
+
+def anchors_key(model_name: str) -> str:
+    """Identity of the semantic layer's vectors: the data file and the model that embedded them."""
+    return hashlib.sha256(DATA_FILE.read_bytes() + model_name.encode()).hexdigest()
+
+
+def read_anchors(data_dir: Path, model_name: str) -> list[list[float]] | None:
+    """The descriptions' vectors `coach ingest` stored, or None when missing or out of date."""
+    try:
+        stored = json.loads((data_dir / ANCHORS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stored.get("vectors") if stored.get("key") == anchors_key(model_name) else None
+
+
+def ensure_anchors(data_dir: Path, embeddings: Embeddings, model_name: str) -> bool:
+    """Embed the semantic layer's descriptions once, at ingest, so opening the coach does not (about 2 s
+    on this machine); True when they were (re)built."""
+    if read_anchors(data_dir, model_name) is not None:
+        return False
+    warning, harmless = _anchor_texts(lexicon())
+    vectors = embeddings.embed_documents([t for _, t in warning] + harmless)
+    payload = {"key": anchors_key(model_name), "vectors": [[round(x, 6) for x in v] for v in vectors]}
+    try:
+        write_atomic(data_dir / ANCHORS_FILE, json.dumps(payload))
+    except OSError as exc:  # a read-only data directory: the coach embeds them when it first needs them
+        log.warning("could not store the triage's vectors in %s (%s)", data_dir, exc.strerror)
+    return True
+
+
 class Triager:
     """Red-flag triage of one message: the lexicon first, then (with an embedding model) the semantic
-    layer. Thread-safe; built once per process (CoachService holds one)."""
+    layer. Thread-safe; built once per process (CoachService holds one). `anchors`: the descriptions'
+    vectors as `coach ingest` stored them (read_anchors); without them they are embedded on first use."""
 
-    def __init__(self, embeddings: Embeddings | None = None, lex: Lexicon | None = None) -> None:
+    def __init__(
+        self,
+        embeddings: Embeddings | None = None,
+        lex: Lexicon | None = None,
+        *,
+        anchors: list[list[float]] | None = None,
+    ) -> None:
         self.lex = lex or lexicon()
         self.speller = Speller(self.lex)
         self.embeddings = embeddings
+        self._stored = anchors
         self._anchors: tuple[np.ndarray, list[str], list[str], np.ndarray] | None = None
         self._vectors: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Load what the first message would otherwise wait for (the word list, the descriptions'
+        vectors): for a long-running front end, before its first runner."""
+        _english_words()
+        self.lexical("warm up")
+        if self.embeddings is not None:
+            self.anchors()
 
     def lexical(self, text: str) -> tuple[list[RedFlag], list[str], str]:
         """(flags, denied categories, the message with denied parts removed)."""
@@ -499,12 +558,14 @@ class Triager:
     def anchors(self) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
         """(warning vectors, their categories, their texts, harmless vectors), embedded on first use."""
         if self._anchors is None:
-            assert self.embeddings is not None
-            warning = [(cid, text) for cid, texts in self.lex.semantic["warning"].items() for text in texts]
-            harmless = list(self.lex.semantic["harmless"]["texts"])
-            vectors = np.asarray(
-                self.embeddings.embed_documents([t for _, t in warning] + harmless), dtype=np.float32
-            )
+            warning, harmless = _anchor_texts(self.lex)
+            if self._stored is not None and len(self._stored) == len(warning) + len(harmless):
+                vectors = np.asarray(self._stored, dtype=np.float32)
+            else:
+                assert self.embeddings is not None
+                vectors = np.asarray(
+                    self.embeddings.embed_documents([t for _, t in warning] + harmless), dtype=np.float32
+                )
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             self._anchors = (
                 vectors[: len(warning)],

@@ -18,6 +18,7 @@ from coach.debates import DebateMap, ensure_map
 from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.routines import Library, ensure_library
+from coach.safety import ensure_anchors
 from coach.settings import Settings
 from coach.storage import read_snapshot, write_atomic
 from coach.store import ChunkStore, move_aside, server_down
@@ -195,6 +196,7 @@ def update_maps(
     chunks = functools.cache(store.all_chunks)
     debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name)
     library = ensure_library(settings.data_dir, chunks, texts, shas)
+    ensure_anchors(settings.data_dir, embeddings, embeddings.name)  # the red-flag triage's descriptions
     return debates, library
 
 

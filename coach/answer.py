@@ -172,7 +172,9 @@ class CoachService:
         triage = self.triager.triage(text)
         if triage.urgent:  # before any backend, condensing included: nothing may delay or soften this
             return self.urgent_answer(text, triage.flags)
-        standalone = self._standalone(text, history, deadline) if history else text
+        # An urgent turn quoted no article: its words would only pull retrieval away from a new question.
+        calm = [turn for turn in history if not self.triager.triage(turn.question, semantic=False).urgent]
+        standalone = self._standalone(text, calm, deadline) if calm else text
         if history and (flags := followup_flags(self.triager, text, standalone, history[-1].question)):
             # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
             return self.urgent_answer(text, flags)

@@ -21,6 +21,8 @@ CATEGORIES: dict[str, str] = {
     "isolation": "Isolation between chats",
     "bad input": "Bad input (a clear reply, nothing crashes)",
     "fault": "Faults (a clear reply or message, the bot keeps running, nothing stored is lost)",
+    "bot": "Red flags through the bot (the urgent reply within 2 s, whatever the limiter, the busy flag or "
+    "the backends say; every refused message gets a reply)",
 }
 LEAK_CATEGORIES = ("injection", "isolation")
 

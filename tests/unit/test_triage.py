@@ -143,4 +143,6 @@ def test_a_follow_up_counts_what_two_turns_show_together() -> None:
     condensed = "chest pain run: how often should I do clams?"
     assert followup_flags(triager, "how often should I do clams?", condensed, chest) == []
     assert followup_flags(triager, "is it serious?", "chest pain run: is it serious?", chest)
-    assert followup_flags(triager, "is it hard to do clams?", "chest pain: is it hard to do clams?", chest) == []
+    assert (
+        followup_flags(triager, "is it hard to do clams?", "chest pain: is it hard to do clams?", chest) == []
+    )

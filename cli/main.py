@@ -203,6 +203,14 @@ def ingest(
                 on_doc=lambda: progress.advance(task),
             )
         out.print(f"Ingested {report.summary()}.")
+        if report.flagged:
+            out.print(
+                f"Kept out of the index ({len(report.flagged)} passages: never quoted, never an exercise; "
+                "fix them in the corpus):",
+                soft_wrap=True,
+            )
+            for flagged in report.flagged:
+                out.print(Text(f"  {flagged.describe()}"), soft_wrap=True)
 
     _run(body)
 

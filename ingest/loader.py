@@ -48,7 +48,23 @@ def load_corpus(corpus_dir: Path) -> list[LoadedSource]:
     if not corpus_dir.is_dir():
         raise CorpusError(f"Corpus directory {corpus_dir} does not exist; set COACH_CORPUS_DIR.")
     catalogue = read_catalogue(corpus_dir)
-    files = sorted(p for p in corpus_dir.iterdir() if p.suffix.lower() in ARTICLE_SUFFIXES and p.is_file())
+    files = sorted(
+        p
+        for p in corpus_dir.iterdir()
+        if p.suffix.lower() in ARTICLE_SUFFIXES and (p.is_file() or p.is_symlink())
+    )
+    # A link could make ingest read (and the coach quote) any file the process can read.
+    root = corpus_dir.resolve()
+    refused = [
+        p.name
+        for p in [*files, corpus_dir / "sources.toml"]
+        if p.is_symlink() or not p.resolve().is_relative_to(root)
+    ]
+    if refused:
+        raise CorpusError(
+            f"Refusing corpus files that are symbolic links or lie outside {corpus_dir}: {', '.join(refused)}; "
+            "copy the real files into the corpus directory instead."
+        )
     if not files:
         raise CorpusError(f"No articles (.txt, .md, .html) in {corpus_dir}.")
     seen: dict[str, Path] = {}

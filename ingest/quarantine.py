@@ -49,6 +49,7 @@ _STYLE_HIDES = re.compile(
 _HIDDEN_CLASSES = {"sr-only", "visually-hidden", "screen-reader-text", "hidden", "d-none", "invisible"}
 _COLOR = re.compile(r"(?:^|;)\s*color\s*:\s*([^;]+)", re.IGNORECASE)
 _BACKGROUND = re.compile(r"background(?:-color)?\s*:\s*([^;]+)", re.IGNORECASE)
+_ESCAPE = re.compile(r"\\([\[\]()*_#>`-])")
 _WHITE = {"#fff", "#ffffff", "white", "rgb(255,255,255)", "rgba(255,255,255,1)", "#fffffe"}
 
 
@@ -171,8 +172,14 @@ def advises_running_through(sentence: str) -> bool:
     return False
 
 
+def _unescaped(text: str) -> str:
+    """Markdown escapes trafilatura adds ("\\[1\\]") taken off, so a citation block looks like one."""
+    return _ESCAPE.sub(r"\1", text)
+
+
 def kind_of(sentence: str) -> str | None:
     """Why a sentence is kept out of the index, or None."""
+    sentence = _unescaped(sentence)
     if _ROLE.search(sentence) or _TO_BOTS.search(sentence) or addresses_model(sentence):
         return INSTRUCTION
     if _CITATION.search(sentence):
@@ -183,7 +190,7 @@ def kind_of(sentence: str) -> str | None:
 
 
 def _line_of(raw_lines: list[str], text: str) -> int:
-    probe = collapse(text)[:60]
+    probe = collapse(_unescaped(text))[:60]
     for number, line in enumerate(raw_lines, start=1):
         if probe and probe in collapse(line):
             return number

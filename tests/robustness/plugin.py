@@ -21,6 +21,9 @@ CATEGORIES: dict[str, str] = {
     "isolation": "Isolation between chats",
     "bad input": "Bad input (a clear reply, nothing crashes)",
     "fault": "Faults (a clear reply or message, the bot keeps running, nothing stored is lost)",
+    "quarantine": "Articles are data (a planted article: instructions to a model, hidden HTML text, advice to "
+    "run through warning signs, a fake citation block; a symlink out of the corpus)",
+    "secret": "Secrets never printed (bot token, webhook secret, API keys, passwords in URLs)",
     "bot": "Red flags through the bot (the urgent reply within 2 s, whatever the limiter, the busy flag or "
     "the backends say; every refused message gets a reply)",
 }

@@ -221,7 +221,9 @@ def screen(
             if kind is None:
                 kept.append(sentence)
             else:
-                flagged.append(Flagged(source_id, path, _line_of(raw_lines, sentence), kind, sentence))
+                flagged.append(
+                    Flagged(source_id, path, _line_of(raw_lines, sentence), kind, _unescaped(sentence))
+                )
         return line if len(kept) == len(sentences) else " ".join(kept)
 
     for section in article.sections:
@@ -241,4 +243,4 @@ def screen(
         comment.lines = [kept for line in comment.lines if (kept := keep(line))]
     article.sections = [s for s in article.sections if s.lines]
     article.comments = [c for c in article.comments if c.lines]
-    return Screened(article=article, flagged=flagged)
+    return Screened(article=article, flagged=sorted(flagged, key=lambda f: f.line))

@@ -102,6 +102,12 @@ def totals(rows: list[Row]) -> dict[str, int]:
         "faults survived": sum(r.ok for r in by["fault"]),
         "leak checks": sum(len(by[c]) for c in LEAK_CATEGORIES),
         "leaks found": sum(not r.ok for c in LEAK_CATEGORIES for r in by[c]),
+        "quarantine checks": len(by["quarantine"]),
+        "quarantine held": sum(r.ok for r in by["quarantine"]),
+        "secret checks": len(by["secret"]),
+        "secrets kept": sum(r.ok for r in by["secret"]),
+        "bot checks": len(by["bot"]),
+        "bot checks passed": sum(r.ok for r in by["bot"]),
     }
 
 
@@ -125,6 +131,9 @@ def render(rows: list[Row]) -> str:
         f"{t['faults survived']} of {t['faults']} faults survived, {t['leaks found']} leaks found "
         f"(in {t['leak checks']} leak checks); {t['red flags caught']} of {t['red flags']} red-flag "
         f"checks urgent, {t['false alarms']} false alarms in {t['ordinary']} ordinary-question checks; "
+        f"{t['bot checks passed']} of {t['bot checks']} red-flag checks through the bot answered in time; "
+        f"{t['quarantine held']} of {t['quarantine checks']} planted-article checks held; "
+        f"{t['secrets kept']} of {t['secret checks']} secret checks kept the secret; "
         f"{t['failed']} of {t['rows']} rows failed.**",
         "",
     ]

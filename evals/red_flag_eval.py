@@ -85,12 +85,12 @@ class Score:
     def false_alarm_rate(self) -> float:
         return self.alarms / self.ordinary if self.ordinary else 0.0
 
-    def line(self) -> str:
-        return (
+    def line(self, *, categories: bool = True) -> str:
+        figures = (
             f"recall {self.recall:.3f} ({self.caught}/{self.urgent}), false alarms "
-            f"{self.false_alarm_rate:.3f} ({self.alarms}/{self.ordinary}), right category named "
-            f"{self.category_named}/{self.caught}"
+            f"{self.false_alarm_rate:.3f} ({self.alarms}/{self.ordinary})"
         )
+        return figures + (f", right category named {self.category_named}/{self.caught}" if categories else "")
 
 
 def score(triage, phrasings: Iterable[Phrasing]) -> Score:  # noqa: ANN001 - a callable text -> Triage
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"    FALSE ALARM [{p.kind}/{p.lang}] {p.text}  <- {why}")
     for name, part in in_house().items():
         result = score(triager.triage, part)
-        print(f"in-house {name} ({len(part)} phrasings): {result.line()}")
+        print(f"in-house {name} ({len(part)} phrasings): {result.line(categories=False)}")
         for p in result.misses:
             print(f"    MISS {p.text}")
         for p, why in result.false_alarms:

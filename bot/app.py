@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from telegram import BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
+from telegram.error import InvalidToken
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -30,7 +31,7 @@ from bot.nudges import Clock, Nudger
 from bot.settings import BotSettings
 from bot.state import open_bot_state
 from coach.answer import CoachService
-from coach.errors import UsageError
+from coach.errors import CoachError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def build_application(
         raise UsageError(
             "Set TELEGRAM_BOT_TOKEN to the token @BotFather gave you (see README, Telegram bot)."
         )
-    protect_logs(token)
+    protect_logs(token, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
 
     builder = (
         ApplicationBuilder()
@@ -161,6 +162,23 @@ def run_bot(
     PTB's own run_* so start-up, post_init, shutdown and post_shutdown happen in PTB's order.
     `handle_signals=False` is for running it off the main thread (tests), where signals cannot be caught."""
     signals: dict[str, None] = {} if handle_signals else {"stop_signals": None}
+    logging.getLogger("telegram.ext").addFilter(_quiet_invalid_token)
+    try:
+        _run(application, settings, poll_timeout, signals)
+    except InvalidToken:
+        # PTB's message quotes the token; the user needs one line saying which variable to fix.
+        raise CoachError(
+            "Telegram rejected TELEGRAM_BOT_TOKEN: check the token @BotFather gave you (it looks like "
+            "123456789:ABC...), and COACH_TELEGRAM_BASE_URL if you use a local Bot API server."
+        ) from None
+
+
+def _quiet_invalid_token(record: logging.LogRecord) -> bool:
+    """PTB logs a rejected token with a traceback before raising it; run_bot says it in one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], InvalidToken))
+
+
+def _run(application: CoachApplication, settings: BotSettings, poll_timeout: int, signals: dict) -> None:
     if settings.webhook_url:
         if settings.webhook_secret is None:
             raise UsageError(
@@ -208,6 +226,13 @@ def serve(settings: BotSettings | None = None, *, on_ready: Callable[[], None] |
     service = CoachService.open(settings)
     service.warm_up()  # load the embedding model now, not inside the first runner's deadline
     application = build_application(settings, service)
-    if on_ready:
-        on_ready()
+    if on_ready:  # once Telegram has accepted the token, not before
+        started = application.post_init
+
+        async def ready(app: Application) -> None:
+            if started is not None:
+                await started(app)
+            on_ready()
+
+        application.post_init = ready
     run_bot(application, settings)

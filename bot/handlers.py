@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, ExtBot
@@ -26,7 +26,7 @@ from bot.limits import AnswerCache, UserGate, Verdict
 from bot.nudges import Clock, Nudger, SystemClock
 from bot.settings import BotSettings
 from coach.answer import CoachService
-from coach.errors import CoachError, StateError
+from coach.errors import CoachError, StateError, UsageError
 from coach.models import Answer, Turn
 from coach.state import State
 
@@ -227,16 +227,20 @@ async def unknown_command(update: Update, context: CoachContext) -> None:
 
 
 async def question(update: Update, context: CoachContext) -> None:
-    """Any text message is a question: admit it, answer it in a thread, send it with its buttons."""
+    """Any text message is a question: a red flag is answered at once; anything else is admitted by the
+    per-user gate, answered in a thread and sent with its buttons."""
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
     if message is None or user is None or chat is None or not message.text:
         return
+    if await answer_red_flag(context, chat.id, message.text):
+        return
     verdict = context.gate.admit(user.id)
     if verdict is not Verdict.GO:
-        if context.gate.should_warn(user.id):
-            seconds = max(1, round(context.gate.seconds_until_token(user.id)))
-            text = WAIT if verdict is Verdict.BUSY else TOO_FAST.format(seconds=seconds)
-            await send_html(context, chat.id, text)
+        # Every refused message hears why, quoted, so the runner knows which ones to send again.
+        seconds = max(1, round(context.gate.seconds_until_token(user.id)))
+        text = WAIT if verdict is Verdict.BUSY else TOO_FAST.format(seconds=seconds)
+        quote = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
+        await send_html(context, chat.id, text, reply_parameters=quote)
         return
     try:
         try:
@@ -254,14 +258,36 @@ async def question(update: Update, context: CoachContext) -> None:
                 return
         key = context.answers.put(answer)
         await send_html(context, chat.id, render_answer(answer), reply_markup=answer_keyboard(key, answer))
-        try:
-            await context.state.add_turn(
-                chat.id, Turn(question=answer.question, answer=answer.answer), keep=HISTORY_TURNS
-            )
-        except StateError as exc:  # the answer is sent; only this turn is missing from the history
-            log.warning("could not store a turn of chat %s: %s", chat.id, exc)
+        await remember(context, chat.id, answer)
     finally:
         context.gate.done(user.id)
+
+
+async def answer_red_flag(context: CoachContext, chat_id: int, text: str) -> bool:
+    """Triage on the event loop, before the gate and the answer thread: it is fast and touches no store
+    or model server, so an urgent message is answered now whatever the limiter, the busy flag or the
+    backends say. False when the message carries no red flag on its own (or is unusable: the answer
+    path says why)."""
+    try:
+        answer = context.coach.red_flag_answer(text)
+    except UsageError:
+        return False
+    if answer is None:
+        return False
+    log.info("red flag in chat %s (%s): answered before anything else", chat_id, answer.answer[:60])
+    await send_html(context, chat_id, render_answer(answer))
+    await remember(context, chat_id, answer)
+    return True
+
+
+async def remember(context: CoachContext, chat_id: int, answer: Answer) -> None:
+    """Add the turn to the chat's history; a state failure costs only this turn of history."""
+    try:
+        await context.state.add_turn(
+            chat_id, Turn(question=answer.question, answer=answer.answer), keep=HISTORY_TURNS
+        )
+    except StateError as exc:  # the answer is sent; only this turn is missing from the history
+        log.warning("could not store a turn of chat %s: %s", chat_id, exc)
 
 
 async def not_text(update: Update, context: CoachContext) -> None:

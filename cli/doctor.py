@@ -11,7 +11,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.settings import BotSettings, load_bot_settings
 from coach.errors import CoachError
-from coach.store import mask_url
+from coach.redact import mask_url, redact
 
 Status = Literal["ok", "fail", "skipped"]
 INGEST_FIX = "run `coach ingest` (with docker compose: `docker compose run --rm ingest`)"
@@ -278,6 +278,10 @@ def run_doctor(load: Callable[[], BotSettings] = load_bot_settings) -> DoctorRep
     checks.extend(check_store(settings, MODEL_NAME, MODEL_DIM))
     checks.append(check_corpus(settings))
     checks.append(check_backend(settings))
+    # Failures quote exceptions, which can quote URLs and keys: everything shown goes through redact.
+    checks = [
+        c.model_copy(update={"summary": redact(c.summary), "fix": c.fix and redact(c.fix)}) for c in checks
+    ]
     return DoctorReport(
         ok=all(c.status != "fail" for c in checks),
         settings=effective_settings(settings),

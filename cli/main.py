@@ -31,10 +31,12 @@ HISTORY_TURNS = 6
 
 def _run(action: Callable[[], T]) -> T:
     """Run a command body; known failures become one line on stderr and an exit code, never a traceback."""
+    from coach.redact import redact
+
     try:
         return action()
     except CoachError as exc:
-        err.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+        err.print(Text(f"error: {redact(str(exc))}", style="red"), soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -44,7 +46,10 @@ def _run(action: Callable[[], T]) -> T:
     except Exception as exc:  # last resort: still one line, with the kind of failure
         logging.getLogger("coach").debug("unexpected failure", exc_info=True)
         err.print(
-            Text(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", style="red")
+            Text(
+                f"error: unexpected {type(exc).__name__}: {' '.join(redact(str(exc)).split())[:300]}",
+                style="red",
+            )
         )
         raise typer.Exit(1) from None
 
@@ -53,6 +58,9 @@ def _run(action: Callable[[], T]) -> T:
 def _setup(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False,
 ) -> None:
+    from coach.redact import install_log_redaction
+
+    install_log_redaction()  # every record, whatever logs it: no secret reaches stderr (coach/redact.py)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -210,6 +218,14 @@ def ingest(
                 on_doc=lambda: progress.advance(task),
             )
         out.print(f"Ingested {report.summary()}.")
+        if report.flagged:
+            out.print(
+                f"Kept out of the index ({len(report.flagged)} passages: never quoted, never an exercise; "
+                "fix them in the corpus):",
+                soft_wrap=True,
+            )
+            for flagged in report.flagged:
+                out.print(Text(f"  {flagged.describe()}"), soft_wrap=True)
 
     _run(body)
 

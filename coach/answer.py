@@ -31,7 +31,15 @@ from coach.models import Answer, Citation, Disagreement, Position, Source, Turn
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
 from coach.routines import Library, library_key, read_library
-from coach.safety import addresses_model, find_red_flags, normalise_question, urgent_message
+from coach.safety import (
+    RedFlag,
+    Triager,
+    addresses_model,
+    followup_flags,
+    normalise_question,
+    read_anchors,
+    urgent_message,
+)
 from coach.settings import Settings, load_settings
 from coach.storage import read_snapshot
 from coach.store import ChunkStore
@@ -74,6 +82,7 @@ class CoachService:
         debate_map: DebateMap | None = None,
         library: Library | None = None,
         domain: Domain | None = None,
+        anchors: list[list[float]] | None = None,
     ) -> None:
         self.settings = settings
         self.domain = domain or Domain()
@@ -94,6 +103,7 @@ class CoachService:
                 self.model: ModelBackend | None = None
             case _:
                 self.model = ModelBackend(backend or ChatBackend.from_settings(settings), self.grounder)
+        self.triager = Triager(embeddings, anchors=anchors)
         self.debate_map = debate_map or DebateMap(key="")
         self.library = library or Library(key="")
         # One event loop for the sync wrapper, kept for the service's life: model clients belong to the
@@ -136,8 +146,16 @@ class CoachService:
                 f"The exercise library in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
             )
+        anchors = read_anchors(settings.data_dir, embeddings.name)  # missing: embedded when first needed
         return cls(
-            settings, embeddings, store, snapshot, debate_map=debate_map, library=library, domain=domain
+            settings,
+            embeddings,
+            store,
+            snapshot,
+            debate_map=debate_map,
+            library=library,
+            domain=domain,
+            anchors=anchors,
         )
 
     @property
@@ -166,12 +184,31 @@ class CoachService:
         return condense_offline(question, history) if history else question
 
     def warm_up(self) -> None:
-        """Load the embedding model now (a first embedding), so no runner's first question pays for it
-        inside its deadline. Front ends call this once after opening."""
+        """Load the embedding model and the triage's warning-sign vectors now, so no runner's first
+        question pays for them inside its deadline. Front ends call this once after opening."""
         self.embeddings.embed_query("warm up")
+        self.triager.warm()
 
-    def retrieve(self, question: str, *, mode: Mode = "hybrid") -> Retrieval:
-        return self.retriever.retrieve(question, k=self.settings.top_k, mode=mode)
+    def retrieve(
+        self, question: str, *, mode: Mode = "hybrid", query_embedding: list[float] | None = None
+    ) -> Retrieval:
+        return self.retriever.retrieve(
+            question, k=self.settings.top_k, mode=mode, query_embedding=query_embedding
+        )
+
+    def red_flag_answer(self, question: str) -> Answer | None:
+        """The urgent answer when a raw message carries a red flag on its own, else None. Fast and touches
+        no store or model server, so a front end can run it before anything else (the bot does, on its
+        event loop). Raises UsageError for unusable input, like `answer`."""
+        text = normalise_question(question, max_chars=self.settings.max_question_chars)
+        triage = self.triager.triage(text)
+        return self.urgent_answer(text, triage.flags) if triage.urgent else None
+
+    def urgent_answer(self, question: str, flags: Sequence[RedFlag]) -> Answer:
+        """The answer to a message with red flags: the stop-and-get-help advice, nothing else."""
+        return Answer(
+            question=question, backend=self.backend_name, answer=urgent_message(list(flags)), urgent=True
+        )
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         """`aanswer` for callers without an event loop (the CLI, evals, scripts)."""
@@ -191,14 +228,20 @@ class CoachService:
         does not answer in time is a StoreError with one line to show."""
         deadline = time.monotonic() + self.settings.answer_deadline_s
         text = normalise_question(question, max_chars=self.settings.max_question_chars)
-        flags = find_red_flags(text)
-        if flags:  # before any backend, condensing included: nothing may delay or soften this
-            return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
-        standalone = await self._standalone(text, history, deadline) if history else text
-        if standalone != text and (flags := find_red_flags(standalone)):
+        # The triage embeds what the lexicon lets through: CPU, in a worker thread like every such step.
+        triage = await asyncio.to_thread(self.triager.triage, text)
+        if triage.urgent:  # before any backend, condensing included: nothing may delay or soften this
+            return self.urgent_answer(text, triage.flags)
+        # An urgent turn quoted no article: its words would only pull retrieval away from a new question.
+        calm = [turn for turn in history if not self.triager.triage(turn.question, semantic=False).urgent]
+        standalone = await self._standalone(text, calm, deadline) if calm else text
+        if history and (flags := followup_flags(self.triager, text, standalone, history[-1].question)):
             # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
-            return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
-        retrieval = await self._retrieve_in_time(standalone, deadline)
+            return self.urgent_answer(text, flags)
+        # The triage embedded the question already (when it read all of it): retrieval reuses it.
+        retrieval = await self._retrieve_in_time(
+            standalone, deadline, query_embedding=triage.vector if standalone == text else None
+        )
         if not self._covered(retrieval):
             return self._abstain(text)
         request = DraftRequest(question=standalone, retrieval=retrieval)
@@ -220,12 +263,16 @@ class CoachService:
         body = f"{note}\n\n{draft.text}" if note else draft.text
         return self._with_disagreements(text, EXTRACTIVE, body, draft, retrieval)
 
-    async def _retrieve_in_time(self, question: str, deadline: float) -> Retrieval:
+    async def _retrieve_in_time(
+        self, question: str, deadline: float, *, query_embedding: list[float] | None = None
+    ) -> Retrieval:
         """Hybrid retrieval within what is left of the deadline (keeping back a moment to reply)."""
         budget = deadline - time.monotonic() - RETRIEVAL_MARGIN_S
         try:
             async with asyncio.timeout(max(budget, 0.0)):
-                return await self.retriever.aretrieve(question, k=self.settings.top_k)
+                return await self.retriever.aretrieve(
+                    question, k=self.settings.top_k, query_embedding=query_embedding
+                )
         except TimeoutError:
             log.warning("the index did not answer within %.1f s", budget)
             raise StoreError(

@@ -15,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from coach.errors import CoachError
+from coach.redact import redact
 from coach.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,15 +98,9 @@ def build_chat_model(settings: Settings, *, max_retries: int) -> BaseChatModel:
         ) from None
 
 
-def secrets_in_env() -> list[str]:
-    return [v for name in KEY_VARIABLES.values() if (v := os.environ.get(name)) and len(v) >= 4]
-
-
 def scrub(text: str) -> str:
-    """The text with any API key from the environment replaced by '***'."""
-    for secret in secrets_in_env():
-        text = text.replace(secret, "***")
-    return text
+    """The text with any API key (and every other secret) hidden: coach/redact.py's one path."""
+    return redact(text)
 
 
 @dataclass

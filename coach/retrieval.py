@@ -112,18 +112,27 @@ class HybridRetriever:
         self.lexical = lexical
         self.domain = domain or Domain()
 
-    def retrieve(self, question: str, *, k: int, mode: Mode = "hybrid") -> Retrieval:
-        """Retrieval for callers without an event loop (evals, scripts)."""
-        query_embedding = self.embeddings.embed_query(question) if mode != "bm25" else None
+    def retrieve(
+        self, question: str, *, k: int, mode: Mode = "hybrid", query_embedding: list[float] | None = None
+    ) -> Retrieval:
+        """Retrieval for callers without an event loop (evals, scripts). `query_embedding`: the
+        question's embedding when the caller has it already (the triage computed it)."""
+        if mode == "bm25":
+            query_embedding = None
+        elif query_embedding is None:
+            query_embedding = self.embeddings.embed_query(question)
         dense = self.store.query(query_embedding, CANDIDATES) if query_embedding is not None else []
         return self._fuse(question, query_embedding, dense, k=k, mode=mode)
 
-    async def aretrieve(self, question: str, *, k: int, mode: Mode = "hybrid") -> Retrieval:
+    async def aretrieve(
+        self, question: str, *, k: int, mode: Mode = "hybrid", query_embedding: list[float] | None = None
+    ) -> Retrieval:
         """The same, awaitable: the embedding in a worker thread, the vector query awaited (a Chroma
         server's request is cancelled when the caller's deadline passes)."""
-        query_embedding = (
-            await asyncio.to_thread(self.embeddings.embed_query, question) if mode != "bm25" else None
-        )
+        if mode == "bm25":
+            query_embedding = None
+        elif query_embedding is None:
+            query_embedding = await asyncio.to_thread(self.embeddings.embed_query, question)
         dense = await self.store.aquery(query_embedding, CANDIDATES) if query_embedding is not None else []
         return self._fuse(question, query_embedding, dense, k=k, mode=mode)
 

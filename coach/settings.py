@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coach.redact import register, url_password
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,6 +66,11 @@ class Settings(BaseSettings):
         "unset means SQLite in COACH_DATA_DIR. A secret: it may carry a password.",
     )
 
+    def model_post_init(self, context: object, /) -> None:
+        """Register the secrets in these settings with the one redaction path (coach/redact.py): values
+        read from .env are not in the environment, and must be hidden all the same."""
+        register(*secret_values(self))
+
     @field_validator(
         "chroma_url",
         "llm",
@@ -106,3 +113,17 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment (and .env); keyword overrides win."""
     return Settings(**overrides)
+
+
+def secret_values(settings: BaseSettings) -> list[str]:
+    """The secrets a settings object holds: SecretStr values, and the passwords in its URLs."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            found.append(raw)
+            found.append(url_password(raw) or "")
+        elif isinstance(value, str) and name.endswith("_url"):
+            found.append(url_password(value) or "")
+    return [v for v in found if v]

@@ -9,10 +9,11 @@ import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from coach.errors import IndexMismatchError, StoreError
 from coach.models import Chunk
+from coach.redact import mask_url
 
 if TYPE_CHECKING:
     from langchain_chroma import Chroma
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from coach.settings import Settings
 
 log = logging.getLogger(__name__)
+__all__ = ["mask_url"]  # kept importable from here; the one redaction path is coach/redact.py
 
 REBUILD_HINT = "rebuild it with `coach ingest --rebuild`"
 PAGE = 5000  # rows per get(); Chroma's SQLite refuses one query with ~100,000 ids
@@ -42,21 +44,6 @@ class DenseHit:
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:200]
-
-
-def mask_url(url: str | None) -> str | None:
-    """A URL with any password replaced, so credentials in a URL never reach a screen or a log."""
-    if not url:
-        return url
-    try:
-        parsed = urlparse(url)
-        password, host, port = parsed.password, parsed.hostname, parsed.port
-    except ValueError:
-        return url
-    if password is None:
-        return url
-    netloc = f"{parsed.username}:***@{host}" + (f":{port}" if port else "")
-    return urlunparse(parsed._replace(netloc=netloc))
 
 
 def unreachable_message(url: str, exc: BaseException) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from coach.safety import addresses_model
 from coach.text import BULLET, collapse, split_sentences
 
 # Whole lines that are page furniture, matched on the collapsed line, case-insensitively.
@@ -102,16 +101,6 @@ def _drop_promotions(line: str) -> str | None:
     return " ".join(s for s in sentences if s not in promos)
 
 
-def _drop_injections(line: str) -> str | None:
-    """Remove sentences that address an AI model (an injected instruction, a canary code): a runner's
-    article never needs them, and a model must never read them as passages nor the coach quote them."""
-    sentences = split_sentences(line)
-    kept = [s for s in sentences if not addresses_model(s)]
-    if len(kept) == len(sentences):
-        return line
-    return " ".join(kept) or None
-
-
 def clean_lines(raw_lines: list[str], *, title: str, known_headings: set[int] | None = None) -> CleanArticle:
     """Classify the capture's lines into sections and comments, dropping furniture.
 
@@ -140,7 +129,7 @@ def clean_lines(raw_lines: list[str], *, title: str, known_headings: set[int] | 
 
     for index in range(start, len(lines)):
         line = lines[index]
-        if not line or not (line := _drop_injections(line)):
+        if not line:  # sentences that address a model are screened out later (ingest/quarantine.py)
             continue
         says = _COMMENTER_SAYS_RE.match(line)
         if says or _COMMENTS_START_RE.match(line):

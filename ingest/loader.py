@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.documents import Document
@@ -15,6 +15,7 @@ from coach.errors import CorpusError
 from coach.models import Chunk, Source
 from coach.text import collapse, passage_sentences
 from ingest.clean import CleanArticle, clean_html, clean_markdown, clean_text, first_line_title
+from ingest.quarantine import Flagged, screen, strip_hidden_html
 
 ARTICLE_SUFFIXES = (".txt", ".md", ".html", ".htm")
 CHUNK_SIZE = 700
@@ -25,6 +26,7 @@ class LoadedSource:
     source: Source
     verbatim_text: str  # what quotes are checked against: the file, or trafilatura's text for HTML
     article: CleanArticle
+    flagged: list[Flagged] = field(default_factory=list)  # kept out of the index (ingest/quarantine.py)
 
     @property
     def sha(self) -> str:
@@ -46,7 +48,23 @@ def load_corpus(corpus_dir: Path) -> list[LoadedSource]:
     if not corpus_dir.is_dir():
         raise CorpusError(f"Corpus directory {corpus_dir} does not exist; set COACH_CORPUS_DIR.")
     catalogue = read_catalogue(corpus_dir)
-    files = sorted(p for p in corpus_dir.iterdir() if p.suffix.lower() in ARTICLE_SUFFIXES and p.is_file())
+    files = sorted(
+        p
+        for p in corpus_dir.iterdir()
+        if p.suffix.lower() in ARTICLE_SUFFIXES and (p.is_file() or p.is_symlink())
+    )
+    # A link could make ingest read (and the coach quote) any file the process can read.
+    root = corpus_dir.resolve()
+    refused = [
+        p.name
+        for p in [*files, corpus_dir / "sources.toml"]
+        if p.is_symlink() or not p.resolve().is_relative_to(root)
+    ]
+    if refused:
+        raise CorpusError(
+            f"Refusing corpus files that are symbolic links or lie outside {corpus_dir}: {', '.join(refused)}; "
+            "copy the real files into the corpus directory instead."
+        )
     if not files:
         raise CorpusError(f"No articles (.txt, .md, .html) in {corpus_dir}.")
     seen: dict[str, Path] = {}
@@ -69,12 +87,15 @@ def load_article(path: Path, facts: dict) -> LoadedSource:
         raise CorpusError(f"Cannot read {path}: {exc}") from exc
     title = str(facts.get("title") or first_line_title(raw))
     suffix = path.suffix.lower()
+    hidden: list[tuple[int, str]] = []
     if suffix in (".html", ".htm"):
-        article, verbatim = clean_html(raw, title=title)
+        shown, hidden = strip_hidden_html(raw)  # before trafilatura: it would read hidden text as text
+        article, verbatim = clean_html(shown, title=title)
     elif suffix == ".md":
         article, verbatim = clean_markdown(raw, title=title), raw
     else:
         article, verbatim = clean_text(raw, title=title), raw
+    screened = screen(article, source_id=path.stem, path=str(path), raw=raw, hidden=hidden)
     source = Source(
         source_id=path.stem,
         title=title,
@@ -83,7 +104,9 @@ def load_article(path: Path, facts: dict) -> LoadedSource:
         note=facts.get("note"),
         path=str(path),
     )
-    return LoadedSource(source=source, verbatim_text=verbatim, article=article)
+    return LoadedSource(
+        source=source, verbatim_text=verbatim, article=screened.article, flagged=screened.flagged
+    )
 
 
 # Split on the article's structure first (sections), then paragraphs and list items, then

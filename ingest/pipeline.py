@@ -10,7 +10,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.documents import Document
 
@@ -19,11 +19,13 @@ from coach.domain import Domain, load_domain, write_domain
 from coach.embeddings import CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.routines import Library, ensure_library
+from coach.safety import ensure_anchors
 from coach.settings import Settings
 from coach.storage import read_snapshot, write_atomic
 from coach.store import ChunkStore, move_aside, server_down
 from coach.text import collapse
 from ingest.loader import LoadedSource, chunk_key, chunk_source, load_corpus
+from ingest.quarantine import Flagged
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class IngestReport:
 
     exercises_rebuilt: bool = False
     exercises: int = 0
+    # Passages kept out of the index (ingest/quarantine.py), for the corpus's owner to fix.
+    flagged: list[Flagged] = field(default_factory=list)
 
     def summary(self) -> str:
         debates = "rebuilt" if self.debates_rebuilt else "unchanged"
@@ -186,6 +190,7 @@ def run_ingest(
         index_seconds=index_seconds,
         exercises_rebuilt=library_rebuilt,
         exercises=len(library.exercises),
+        flagged=[f for ls in loaded for f in ls.flagged],
     )
 
 
@@ -204,6 +209,7 @@ def update_maps(
     chunks = functools.cache(store.all_chunks)
     debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name, domain)
     library = ensure_library(settings.data_dir, chunks, texts, shas, domain)
+    ensure_anchors(settings.data_dir, embeddings, embeddings.name)  # the red-flag triage's descriptions
     return debates, library
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from bot.app import build_application, run_bot
 from bot.formatting import MAX_MESSAGE, render_answer, utf16_len, visible_text
-from bot.handlers import EXPIRED, SOMETHING_WRONG, TEXT_ONLY, WAIT
+from bot.handlers import EXPIRED, SOMETHING_WRONG, TEXT_ONLY, TOO_FAST, WAIT
 from coach.answer import CoachService
 from coach.models import Answer, Disagreement, Position
 from coach.settings import Settings
@@ -289,16 +289,25 @@ async def test_stickers_photos_voice_edits_and_channel_posts(api: BotApiStandIn,
     assert api.errors == []
 
 
+def too_fast_texts() -> list[str]:
+    return [TOO_FAST.format(seconds=n) for n in range(1, 61)]
+
+
 async def test_a_flood_from_one_user_is_bounded(api: BotApiStandIn, bot: RunningBot) -> None:
     flood = [message(100 + i, KNEES, user_id=7) for i in range(30)]
     api.push(*flood, message(200, KNEES, user_id=8))
     await api.wait_for(lambda: answers(api, 7) and answers(api, 8))
     await api.wait_for(lambda: api.confirmed_past(200))
-    await asyncio.sleep(1.0)  # anything still to come from the flood would arrive now
+    await api.wait_for(lambda: len(api.sent(chat_id=7)) >= len(flood))
+    await asyncio.sleep(1.0)  # anything more from the flood (there must be nothing) would arrive now
     sent = api.sent(chat_id=7)
     assert 1 <= len(answers(api, 7)) <= bot.settings.bot_burst
-    assert [m["text"] for m in sent].count(WAIT) == 1
-    assert len(sent) <= bot.settings.bot_burst + 1
+    # Every message gets exactly one reply: its answer, or a refusal quoting it.
+    refused = [m for m in sent if not m.get("reply_markup")]
+    assert all(m["text"] in (WAIT, *too_fast_texts()) for m in refused)
+    quoted = [m["reply_parameters"]["message_id"] for m in refused]
+    assert len(sent) == len(flood)
+    assert len(set(quoted)) == len(quoted) == len(flood) - len(answers(api, 7))
     assert len(answers(api, 8)) == 1  # another user is not held up by the flood
 
 

@@ -31,7 +31,7 @@ def llm_service(service: CoachService, url: str, **overrides: object) -> CoachSe
 def service_with(service: CoachService, **overrides: object) -> CoachService:
     """A CoachService on the session's real index with other settings (a backend, a deadline)."""
     settings = service.settings.model_copy(update=overrides)
-    return CoachService(
+    twin = CoachService(
         settings,
         service.embeddings,
         service.store,
@@ -40,6 +40,8 @@ def service_with(service: CoachService, **overrides: object) -> CoachService:
         library=service.library,
         domain=service.domain,
     )
+    twin.triager = service.triager  # the same model: share its triage and the vectors ingest stored
+    return twin
 
 
 def source_text(service: CoachService, source_id: str) -> str:

@@ -21,6 +21,11 @@ CATEGORIES: dict[str, str] = {
     "isolation": "Isolation between chats",
     "bad input": "Bad input (a clear reply, nothing crashes)",
     "fault": "Faults (a clear reply or message, the bot keeps running, nothing stored is lost)",
+    "quarantine": "Articles are data (a planted article: instructions to a model, hidden HTML text, advice to "
+    "run through warning signs, a fake citation block; a symlink out of the corpus)",
+    "secret": "Secrets never printed (bot token, webhook secret, API keys, passwords in URLs)",
+    "bot": "Red flags through the bot (the urgent reply within 2 s, whatever the limiter, the busy flag or "
+    "the backends say; every refused message gets a reply)",
 }
 LEAK_CATEGORIES = ("injection", "isolation")
 
@@ -97,6 +102,12 @@ def totals(rows: list[Row]) -> dict[str, int]:
         "faults survived": sum(r.ok for r in by["fault"]),
         "leak checks": sum(len(by[c]) for c in LEAK_CATEGORIES),
         "leaks found": sum(not r.ok for c in LEAK_CATEGORIES for r in by[c]),
+        "quarantine checks": len(by["quarantine"]),
+        "quarantine held": sum(r.ok for r in by["quarantine"]),
+        "secret checks": len(by["secret"]),
+        "secrets kept": sum(r.ok for r in by["secret"]),
+        "bot checks": len(by["bot"]),
+        "bot checks passed": sum(r.ok for r in by["bot"]),
     }
 
 
@@ -120,6 +131,9 @@ def render(rows: list[Row]) -> str:
         f"{t['faults survived']} of {t['faults']} faults survived, {t['leaks found']} leaks found "
         f"(in {t['leak checks']} leak checks); {t['red flags caught']} of {t['red flags']} red-flag "
         f"checks urgent, {t['false alarms']} false alarms in {t['ordinary']} ordinary-question checks; "
+        f"{t['bot checks passed']} of {t['bot checks']} red-flag checks through the bot answered in time; "
+        f"{t['quarantine held']} of {t['quarantine checks']} planted-article checks held; "
+        f"{t['secrets kept']} of {t['secret checks']} secret checks kept the secret; "
         f"{t['failed']} of {t['rows']} rows failed.**",
         "",
     ]

@@ -9,7 +9,7 @@ from coach.models import Turn
 from coach.safety import URGENT_PREFIX
 from evals.cases import load_cases
 from tests.robustness.helpers import BACKENDS, EXERCISE_WORDS, coaches, describe, has_marks, obliging_model
-from tests.robustness.phrasings import ORDINARY, RED_FLAGS
+from tests.robustness.phrasings import FOLLOW_UPS, ORDINARY, RED_FLAGS
 
 __all__ = ["coaches", "obliging_model"]  # fixtures used by name
 
@@ -55,3 +55,27 @@ def test_ordinary_question_is_not_an_alarm(
     answer = coaches[backend].answer(question, history=tuple(Turn(question=q, answer="") for q in history))
     case = f"[{backend}] {question}" + (f" (after: {' / '.join(history)})" if history else "")
     record("false alarm", case, "not urgent", describe(answer), not answer.urgent)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("first", "follow_up", "urgent"), FOLLOW_UPS, ids=[f"{a} / {b}" for a, b, _ in FOLLOW_UPS]
+)
+def test_follow_up_alarms_span_turns_but_never_carry_over(
+    backend: str, first: str, follow_up: str, urgent: bool, coaches: dict[str, CoachService], record
+) -> None:
+    """A warning sign the two turns show together comes first; an earlier turn's own alarm is not carried
+    into an unrelated question (which is answered, not alarmed), only into one that asks about it."""
+    coach = coaches[backend]
+    earlier = coach.answer(first)
+    answer = coach.answer(follow_up, history=(Turn(question=earlier.question, answer=earlier.answer),))
+    ok = answer.urgent == urgent and (
+        answer.answer.startswith(URGENT_PREFIX) if urgent else bool(answer.citations)
+    )
+    record(
+        "red flag" if urgent else "false alarm",
+        f"[{backend}] {follow_up} (after: {first})",
+        "urgent: the sign spans the two turns" if urgent else "not urgent, and answered from the articles",
+        describe(answer),
+        ok,
+    )

@@ -356,3 +356,22 @@ def test_readme_documents_the_deployment() -> None:
         "no Docker engine",
     ):
         assert needed.lower() in section.lower(), needed
+
+
+def test_the_triage_lexicon_ships_in_the_image_and_the_package() -> None:
+    """coach/data/red_flags.toml is code: not ignored by git or the Docker build context, copied by the
+    Dockerfile (COPY coach/), and package data of the distribution."""
+    import subprocess
+    import tomllib
+
+    from coach.safety import DATA_FILE
+    from coach.settings import PROJECT_ROOT
+
+    relative = DATA_FILE.relative_to(PROJECT_ROOT)
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(relative)], cwd=PROJECT_ROOT, check=False)
+    assert ignored.returncode == 1, f"git ignores {relative}"
+    dockerignore = (PROJECT_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "!coach/data/" in dockerignore
+    assert "COPY coach/ coach/" in (PROJECT_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "data/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["coach"]

@@ -183,7 +183,7 @@ def test_backend_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigurationError, match="provider:model"):
         provider_of(make_settings(tmp_path, llm="my-model"))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-abcdef123456")
-    assert scrub("key sk-abcdef123456 leaked") == "key *** leaked"
+    assert scrub("key sk-abcdef123456 leaked") == "key [REDACTED] leaked"  # coach/redact.py
 
 
 def test_extractive_named_explicitly_is_the_offline_backend(tmp_path: Path) -> None:

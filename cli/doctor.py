@@ -152,7 +152,11 @@ def check_store(settings: BotSettings, model_name: str, model_dim: int) -> tuple
     meta = collection.metadata or {}
     built_with, dim = meta.get("embedding_model"), meta.get("embedding_dim")
     if built_with == model_name and dim == model_dim:
-        model = Check(name="model", status="ok", summary=f"index built with {model_name} (dimension {dim})")
+        model = Check(
+            name="model",
+            status="ok",
+            summary=f"index built with {model_name} (dimension {dim}); {query_path(settings)}",
+        )
     else:
         model = Check(
             name="model",
@@ -164,6 +168,19 @@ def check_store(settings: BotSettings, model_name: str, model_dim: int) -> tuple
             fix=REBUILD_FIX,
         )
     return store, model
+
+
+def query_path(settings: BotSettings) -> str:
+    """Which path embeds questions: the ONNX export, or (without one) the slower-starting reference."""
+    from coach.embeddings import find_export
+
+    found = find_export(settings.model_dir)
+    if found is not None:
+        return f"questions embed on onnxruntime (export in {found})"
+    return (
+        f"no ONNX export in {settings.model_dir}: questions embed on sentence-transformers, a slower "
+        "start (`coach ingest` or `coach export-model` makes it)"
+    )
 
 
 def check_corpus(settings: BotSettings) -> Check:

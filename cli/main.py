@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from coach.errors import CoachError
-from coach.models import Answer
+
+if TYPE_CHECKING:
+    from coach.models import Answer
+
+# Every command imports what it needs inside its body: `coach ask` must not pay for what `coach ingest`,
+# `coach eval` or the bot load (tests/integration/test_cold_path.py checks no torch is imported).
 
 app = typer.Typer(
     help="A running coach that answers from its source articles and cites every claim.",
@@ -86,11 +89,17 @@ def _open_service(settings=None, *, build_if_missing: bool = False):  # noqa: AN
     ask` and `coach chat` on a fresh clone: when there is no index yet (or the maps are out of date),
     ingest first, saying so, then open."""
     from coach.answer import CoachService
-    from coach.embeddings import load_minilm
+    from coach.embeddings import find_export, load_minilm
     from coach.errors import IndexNotReady
     from coach.settings import load_settings
 
-    settings, embeddings = settings or load_settings(), load_minilm()
+    settings = settings or load_settings()
+    exported = find_export(settings.model_dir) is not None
+    if build_if_missing and not exported:
+        exported = _export_model(settings)
+    embeddings = load_minilm(settings.model_dir)
+    if exported:
+        embeddings.preload()  # onnxruntime loads the model while Chroma and the maps are opened
     try:
         service = CoachService.open(settings, embeddings=embeddings)
     except IndexNotReady:
@@ -105,6 +114,20 @@ def _open_service(settings=None, *, build_if_missing: bool = False):  # noqa: AN
         service = CoachService.open(settings, embeddings=embeddings)
     service.warm_up()  # the model loads before the answer's deadline starts, not inside it
     return service
+
+
+def _export_model(settings) -> bool:  # noqa: ANN001 - coach.settings.Settings, imported lazily
+    """The ONNX export `coach ask` and `coach chat` start from, made once (torch is loaded for it);
+    when it cannot be made they go on, slower, with the reference model. True when it is there."""
+    from coach.onnx_export import ExportError, export_onnx
+
+    err.print("Exporting the embedding model to ONNX (once; later starts are faster) ...", soft_wrap=True)
+    try:
+        export_onnx(settings.model_dir)
+    except ExportError as exc:
+        err.print(Text(f"warning: {exc}", style="yellow"), soft_wrap=True)
+        return False
+    return True
 
 
 def render_answer(answer: Answer) -> None:
@@ -140,10 +163,9 @@ def ask(
         from coach.safety import normalise_question
         from coach.settings import load_settings
 
-        normalise_question(
-            question, max_chars=load_settings().max_question_chars
-        )  # fail fast, before loading
-        answer = _open_service(build_if_missing=True).answer(question)
+        settings = load_settings()
+        normalise_question(question, max_chars=settings.max_question_chars)  # fail fast, before loading
+        answer = _open_service(settings, build_if_missing=True).answer(question)
         if json_output:
             print(answer.model_dump_json(indent=2))
         else:
@@ -197,10 +219,13 @@ def ingest(
     """Build or update the index from the corpus (only new or changed chunks are embedded)."""
 
     def body() -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         from coach.embeddings import load_minilm
         from coach.settings import load_settings
         from ingest.pipeline import run_ingest
 
+        settings = load_settings()
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -211,8 +236,8 @@ def ingest(
         ) as progress:
             task = progress.add_task("Indexing chunks", total=None)
             report = run_ingest(
-                load_settings(),
-                load_minilm(),
+                settings,
+                load_minilm(settings.model_dir),
                 rebuild=rebuild,
                 on_start=lambda total: progress.update(task, total=total),
                 on_doc=lambda: progress.advance(task),
@@ -226,6 +251,25 @@ def ingest(
             )
             for flagged in report.flagged:
                 out.print(Text(f"  {flagged.describe()}"), soft_wrap=True)
+
+    _run(body)
+
+
+@app.command("export-model")
+def export_model(
+    force: Annotated[bool, typer.Option("--force", help="Export again even if the export is there.")] = False,
+) -> None:
+    """Export the embedding model to ONNX (`coach ingest` does it when missing); queries then need no torch."""
+
+    def body() -> None:
+        import time
+
+        from coach.onnx_export import export_onnx
+        from coach.settings import load_settings
+
+        started = time.perf_counter()
+        path = export_onnx(load_settings().model_dir, force=force)
+        out.print(f"ONNX export in {path} ({time.perf_counter() - started:.1f} s).", soft_wrap=True)
 
     _run(body)
 
@@ -306,6 +350,8 @@ def sources() -> None:
     """List the articles the coach answers from."""
 
     def body() -> None:
+        from rich.table import Table
+
         from coach.settings import load_settings
         from ingest.loader import load_corpus
 
@@ -328,6 +374,8 @@ def eval_command(
 
     def body() -> None:
         from pathlib import Path
+
+        from rich.table import Table
 
         from evals.run import below_thresholds, load_thresholds, run_eval, write_outputs
 
@@ -365,20 +413,29 @@ def bench(
         import json
         from pathlib import Path
 
-        from evals.bench import TARGETS, run_bench
+        from rich.table import Table
+
+        from evals.bench import LOWER_BOUNDS, TARGETS, met, run_bench
 
         report = run_bench(scales=(10_000,) if quick else (10_000, 100_000))
         table = Table(
-            "figure", "measure", "value", "target", title=f"coach bench ({report['machine']['cpus']} cpus)"
+            "figure",
+            "measure",
+            "value",
+            "target",
+            "met",
+            title=f"coach bench ({report['machine']['cpus']} cpus)",
         )
         for figure, values in report["results"].items():
             for name, value in values.items():
                 target = TARGETS.get(name)
+                ok = met(name, value) if isinstance(value, int | float) else None
                 table.add_row(
                     figure,
                     name,
                     f"{value:.3f}" if isinstance(value, float) else str(value),
-                    "" if target is None else str(target),
+                    "" if target is None else f"{'>=' if name in LOWER_BOUNDS else '<='} {target}",
+                    "" if ok is None else "yes" if ok else "NO",
                 )
         out.print(table)
         path = Path("evals/results")
@@ -424,6 +481,8 @@ def bot_command() -> None:
 
 
 def render_doctor(report) -> None:  # noqa: ANN001 - cli.doctor.DoctorReport, imported lazily
+    from rich.table import Table
+
     table = Table("setting", "value", title="Effective settings", title_justify="left")
     for name, value in report.settings.items():
         table.add_row(name, Text("unset", style="dim") if value is None else str(value))

@@ -122,7 +122,7 @@ class CoachService:
         library missing or older than the index, is an IndexNotReady error that names `coach ingest`:
         opening never builds anything, so a bot and an ingest job never race to write the same files."""
         settings = settings or load_settings()
-        embeddings = embeddings or load_minilm()
+        embeddings = embeddings or load_minilm(settings.model_dir)
         if not settings.chroma_url and not (settings.chroma_dir / "chroma.sqlite3").exists():
             raise IndexNotReady(
                 f"There is no index at {settings.chroma_dir} yet; run `coach ingest` to build it."

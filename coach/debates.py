@@ -26,15 +26,18 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, Field
 
 from coach.domain import Domain
 from coach.models import Chunk, DisagreementKind
 from coach.storage import write_atomic
 from coach.text import collapse, split_sentences, strip_marker, terms
+
+if TYPE_CHECKING:  # annotations only: importing it loads most of langchain_core into every cold start
+    from langchain_core.embeddings import Embeddings
 
 log = logging.getLogger(__name__)
 

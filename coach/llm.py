@@ -10,13 +10,15 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from typing import TYPE_CHECKING
 
 from coach.errors import CoachError
 from coach.redact import redact
 from coach.settings import Settings
+
+if TYPE_CHECKING:  # imported where a model is built or called: the offline path never loads them
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +161,10 @@ class ChatBackend:
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.name = name
-        self._factory = model if not isinstance(model, BaseChatModel) else None
-        self._fixed = model if isinstance(model, BaseChatModel) else None
+        # A model object (tests, fakes) is used as it is; a factory makes one per event loop.
+        given = hasattr(model, "ainvoke")
+        self._factory = None if given else model
+        self._fixed = model if given else None
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = (
             weakref.WeakKeyDictionary()
         )
@@ -203,6 +207,8 @@ class ChatBackend:
             raise BackendUnavailable("no time left before the deadline")
         if not self.breaker.allow():
             raise BackendUnavailable("the backend failed repeatedly and is cooling down")
+        from langchain_core.messages import HumanMessage, SystemMessage
+
         messages: list[BaseMessage] = [SystemMessage(system)] if system else []
         messages.append(HumanMessage(user))
         try:

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "corpus",
         description="The articles to ingest (<source_id>.txt|.md|.html) and sources.toml.",
     )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="Where the embedding model exported to ONNX is kept (made by `coach ingest` or "
+        "`coach export-model`); unset means models/ in COACH_DATA_DIR.",
+    )
     chroma_url: str | None = Field(
         default=None,
         description="A Chroma server, e.g. http://127.0.0.1:8000; unset means the embedded store.",
@@ -72,6 +77,7 @@ class Settings(BaseSettings):
         register(*secret_values(self))
 
     @field_validator(
+        "model_cache_dir",
         "chroma_url",
         "llm",
         "llm_base_url",
@@ -92,6 +98,12 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return cls.model_fields[info.field_name].default
         return value
+
+    @property
+    def model_dir(self) -> Path:
+        """The ONNX export's cache: it depends only on the installed weights, so several data directories
+        may share one (the tests do)."""
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def chroma_dir(self) -> Path:

@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 
 from coach.debates import DebateMap, ensure_map
 from coach.domain import Domain, load_domain, write_domain
-from coach.embeddings import CountingEmbeddings, NamedEmbeddings
+from coach.embeddings import MODEL_NAME, CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, StoreError
 from coach.routines import Library, ensure_library
 from coach.safety import ensure_anchors
@@ -49,6 +49,7 @@ class IngestReport:
     exercises: int = 0
     # Passages kept out of the index (ingest/quarantine.py), for the corpus's owner to fix.
     flagged: list[Flagged] = field(default_factory=list)
+    model_exported: bool = False  # this run made the ONNX export the query path loads
 
     def summary(self) -> str:
         debates = "rebuilt" if self.debates_rebuilt else "unchanged"
@@ -58,6 +59,7 @@ class IngestReport:
             f"{self.chunks_embedded} embedded, {self.chunks_deleted} deleted, {self.chunks_unchanged} unchanged, "
             f"{self.chunks_total} in the index; disagreement map {debates}: {self.disagreements} disagreements; "
             f"exercise library {'rebuilt' if self.exercises_rebuilt else 'unchanged'}: {self.exercises} exercises"
+            + ("; embedding model exported to ONNX" if self.model_exported else "")
         )
 
 
@@ -132,6 +134,7 @@ def run_ingest(
     domain = load_domain(settings.corpus_dir)
     docs = [doc for ls in loaded for doc in chunk_source(ls)]
     prepare_data_dir(settings)
+    model_exported = ensure_onnx_export(settings, embeddings)
     counter = CountingEmbeddings(embeddings)  # counts what this run really embeds
     store = _open_for_writing(settings, counter, rebuild=rebuild)
     manager = record_manager(settings)
@@ -191,7 +194,25 @@ def run_ingest(
         exercises_rebuilt=library_rebuilt,
         exercises=len(library.exercises),
         flagged=[f for ls in loaded for f in ls.flagged],
+        model_exported=model_exported,
     )
+
+
+def ensure_onnx_export(settings: Settings, embeddings: NamedEmbeddings) -> bool:
+    """Export the real model to ONNX into settings.model_dir if it is not there yet (once per install and
+    cache directory: `coach ask`, the bot and the evals then start without torch); True when made now.
+
+    A failed export costs speed, not the ingest: it is logged and the reference model is used."""
+    if embeddings.name != MODEL_NAME:  # a stand-in model (tests): nothing to export
+        return False
+    from coach.onnx_export import ExportError, ensure_export
+
+    try:
+        _, made = ensure_export(settings.model_dir)
+    except ExportError as exc:
+        log.warning("%s Queries embed with sentence-transformers until `coach export-model` succeeds.", exc)
+        return False
+    return made
 
 
 def update_maps(

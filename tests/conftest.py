@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,18 @@ def corpus_copy(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One ONNX export of the model for the whole session (the first real ingest makes it), shared by
+    every data directory and subprocess, instead of one export per temporary data directory."""
+    path = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COACH_MODEL_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_cache: Path) -> None:
     """No test reads the developer's COACH_* variables or .env, or writes to the project's data/."""
     import os
 
@@ -39,6 +50,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("COACH_") or name in ("TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COACH_DATA_DIR", str(tmp_path / "default-data"))
+    monkeypatch.setenv("COACH_MODEL_CACHE_DIR", str(model_cache))
     monkeypatch.chdir(tmp_path)
 
 

@@ -56,7 +56,7 @@ def http_server() -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def test_healthy_embedded_index_passes(real_index) -> None:
+def test_healthy_embedded_index_passes(real_index, tmp_path: Path) -> None:
     from coach.embeddings import load_minilm
     from coach.store import ChunkStore
 
@@ -70,6 +70,12 @@ def test_healthy_embedded_index_passes(real_index) -> None:
     )
     assert "5 articles" in found["corpus"]["summary"]
     assert found["backend"]["summary"].startswith("extractive")
+    assert "questions embed on onnxruntime" in found["model"]["summary"]
+    without_export = checks(
+        doctor({"COACH_DATA_DIR": str(real_index.data_dir), "COACH_MODEL_CACHE_DIR": str(tmp_path)})
+    )
+    assert without_export["model"]["status"] == "ok"  # slower, not broken
+    assert "coach export-model" in without_export["model"]["summary"]
 
     text = doctor({"COACH_DATA_DIR": str(real_index.data_dir)}, as_json=False)
     assert text.exit_code == 0

@@ -47,6 +47,7 @@ FIXED_IN_COMPOSE = {
     "COACH_DATA_DIR",
     "COACH_CORPUS_DIR",
     "COACH_STATE_URL",
+    "COACH_MODEL_CACHE_DIR",  # the ONNX export built into the image (Dockerfile: coach export-model)
     "HF_HUB_OFFLINE",
 }
 
@@ -375,3 +376,19 @@ def test_the_triage_lexicon_ships_in_the_image_and_the_package() -> None:
     assert "COPY coach/ coach/" in (PROJECT_ROOT / "Dockerfile").read_text(encoding="utf-8")
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert "data/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["coach"]
+
+
+def test_the_image_carries_the_onnx_export_that_compose_points_to(compose: dict) -> None:
+    """The embedding model is exported at build time into the image, where compose tells the coach to
+    look; no volume hides it, and it is written before the image drops root (read-only at run time)."""
+    instructions = dockerfile_instructions()
+    exports = [i for i, (k, rest) in enumerate(instructions) if k == "RUN" and "coach export-model" in rest]
+    assert exports, "the Dockerfile does not export the model"
+    assert exports[0] < [k for k, _ in instructions].index("USER")
+    assert "export-model" in coach_commands()
+    model_dir = dockerfile_env()["COACH_MODEL_CACHE_DIR"]
+    for name in COACH_SERVICES:
+        service = compose["services"][name]
+        assert service["environment"]["COACH_MODEL_CACHE_DIR"] == model_dir
+        targets = [v.split(":")[1] for v in service.get("volumes", [])]
+        assert not any(model_dir == t or model_dir.startswith(t.rstrip("/") + "/") for t in targets), targets

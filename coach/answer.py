@@ -109,7 +109,11 @@ class CoachService:
                 self.model = ModelBackend(backend or ChatBackend.from_settings(settings), self.grounder)
         self.debate_map = debate_map or DebateMap(key="")
         self.library = library or Library(key="")
-        self.knowledge = knowledge or Knowledge()
+        # Built by `coach ingest` (statements.json); a service made without it (a test, a script) reads
+        # the statements off the chunks now, without embeddings.
+        self.knowledge = knowledge or Knowledge.from_chunks(
+            self.lexical.chunks, self._source_texts, self.domain
+        )
         self.cues = load_cues()
         names = [e.name for e in self.library.exercises] + [
             f.name for facts in self.knowledge.exercises.values() for f in facts

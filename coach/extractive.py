@@ -270,6 +270,7 @@ class _Composer:
         # must be close, and not far behind the closest one.
         closest = max((item.closeness for item in self.scored), default=0.0)
         floor = max(SUPPORT_MIN_CLOSENESS, closest - CLOSENESS_SPREAD)
+        embedded = self.query is not None and any(item.statement.array is not None for item in self.scored)
         about = {norm_name(n) for n in self.subject} if self.intent in ("what_is", "how_to") else set()
         for item in self.scored:
             s = item.statement
@@ -289,7 +290,7 @@ class _Composer:
                 continue
             if intent in STRICT_SUPPORT and not kinds & set(s.kinds):
                 continue
-            if strict and self.query is not None and item.closeness < floor and not titled:
+            if strict and embedded and item.closeness < floor and not titled:
                 continue
             if about and not {norm_name(n) for n in s.names} & about:
                 continue  # a question about one exercise is answered by what is said about it

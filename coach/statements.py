@@ -316,6 +316,20 @@ class Knowledge:
             for fact in article.exercises:
                 self.exercises.setdefault(fact.key, []).append(fact)
 
+    @classmethod
+    def from_chunks(
+        cls, chunks: Sequence[Chunk], source_texts: dict[str, str], domain: Domain | None = None
+    ) -> Knowledge:
+        """The statements read off chunks in memory (no embeddings, nothing stored)."""
+        by_source: dict[str, list[Chunk]] = {}
+        for chunk in chunks:
+            by_source.setdefault(chunk.source_id, []).append(chunk)
+        articles = {}
+        for sid, group in sorted(by_source.items()):
+            statements, exercises = extract_article(group, source_texts.get(sid, ""), domain)
+            articles[sid] = ArticleStatements(sha="", statements=statements, exercises=exercises)
+        return cls(StatementSet(key="", articles=articles))
+
     @property
     def key(self) -> str:
         return self.set.key

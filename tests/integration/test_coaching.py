@@ -80,7 +80,10 @@ def test_a_follow_up_points_at_what_the_last_answer_named(service) -> None:
     history = (Turn(question=first.question, answer=first.answer),)
     named = service.exercise_names(first.answer.split("\n", 1)[0])
     follow = checked(service.answer("how do I do the first one?", history=history))
-    assert lead(follow).lower().startswith(f"how to do {named[0].lower()}") or named[0].lower() in lead(follow).lower()
+    assert (
+        lead(follow).lower().startswith(f"how to do {named[0].lower()}")
+        or named[0].lower() in lead(follow).lower()
+    )
     dose = checked(service.answer("how many sets?", history=history))
     assert "sets of eight to 12" in lead(dose)
 
@@ -95,7 +98,8 @@ def test_a_disagreement_is_shown_only_when_it_concerns_the_question(service) -> 
 def test_another_language_is_told_the_coach_reads_english_not_that_nothing_is_covered(service) -> None:
     answer = checked(service.answer("¿Qué ejercicios debo hacer para los glúteos débiles?"))
     assert not answer.abstained
-    assert "English" in answer.answer and "Spanish" in answer.answer
+    assert "English" in answer.answer
+    assert "Spanish" in answer.answer
     assert "don't cover" not in answer.answer
 
 

@@ -30,7 +30,9 @@ def articles() -> dict[str, tuple[list[Chunk], str]]:
 @pytest.fixture(scope="module")
 def knowledge(articles) -> Knowledge:
     chunks = [c for group, _ in articles.values() for c in group]
-    return Knowledge.from_chunks(chunks, {sid: text for sid, (_, text) in articles.items()}, load_domain(CORPUS))
+    return Knowledge.from_chunks(
+        chunks, {sid: text for sid, (_, text) in articles.items()}, load_domain(CORPUS)
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,11 +59,26 @@ def test_a_sentence_that_points_forward_is_not_quotable_alone() -> None:
 
 def test_a_sentence_is_quoted_with_the_ones_it_leans_on() -> None:
     text = "Run tall. Your hips extend. That is hip extension. In simpler terms, it moves you."
-    sentences = ["Run tall.", "Your hips extend.", "That is hip extension.", "In simpler terms, it moves you."]
-    assert resolve(sentences, 3, text) == "Your hips extend. That is hip extension. In simpler terms, it moves you."
+    sentences = [
+        "Run tall.",
+        "Your hips extend.",
+        "That is hip extension.",
+        "In simpler terms, it moves you.",
+    ]
+    assert (
+        resolve(sentences, 3, text)
+        == "Your hips extend. That is hip extension. In simpler terms, it moves you."
+    )
     assert resolve(sentences, 0, text) == "Run tall."
     # Not verbatim together (something stood between them in the source): not quotable at all.
-    assert resolve(sentences, 3, "Your hips extend. A picture. That is hip extension. In simpler terms, it moves you.") is None
+    assert (
+        resolve(
+            sentences,
+            3,
+            "Your hips extend. A picture. That is hip extension. In simpler terms, it moves you.",
+        )
+        is None
+    )
 
 
 def test_every_statement_is_verbatim_and_stands_alone(knowledge, articles) -> None:
@@ -131,12 +148,16 @@ def test_only_the_changed_article_is_read_again(tmp_path: Path, articles, monkey
 
     monkeypatch.setattr(statements_module, "extract_article", spy)
     rebuilt, first = ensure_statements(tmp_path, lambda: chunks, texts, shas, domain)
-    assert rebuilt and sorted(read) == sorted(texts)
+    assert rebuilt
+    assert sorted(read) == sorted(texts)
     read.clear()
     rebuilt, again = ensure_statements(tmp_path, lambda: chunks, texts, shas, domain)
-    assert not rebuilt and read == [] and again == first
+    assert not rebuilt
+    assert read == []
+    assert again == first
     changed = {**shas, "oyf-cure-for-weak-glutes": "b"}
     rebuilt, third = ensure_statements(tmp_path, lambda: chunks, texts, changed, domain)
-    assert rebuilt and read == ["oyf-cure-for-weak-glutes"]
+    assert rebuilt
+    assert read == ["oyf-cure-for-weak-glutes"]
     assert third.articles["glutes-fire-in-running"] == first.articles["glutes-fire-in-running"]
     assert read_statements(tmp_path) == third

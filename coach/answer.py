@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from coach.backends import (
     EXTRACTIVE,
@@ -28,7 +29,7 @@ from coach.extractive import Draft
 from coach.followup import format_history, leans_on_history
 from coach.fragments import quotable_start, resolve
 from coach.grounding import Grounder
-from coach.intent import MIN_EXAMPLE_SIMILARITY, Examples, Intent, Reading, read
+from coach.intent import MIN_EXAMPLE_SIMILARITY, Examples, Reading, read
 from coach.language import foreign_language
 from coach.llm import BackendUnavailable, ChatBackend
 from coach.lookup import gather
@@ -203,20 +204,29 @@ class CoachService:
         return self.read(question, history).standalone
 
     def read(self, question: str, history: Sequence[Turn] = ()) -> Reading:
-        """What the question asks (its intent) and which exercises it is about, with the conversation."""
+        """What the question asks (its intent) and which exercises it is about, with the conversation.
+        A question no cue fits takes the intent of the library's closest example question."""
+        reading = self._read(question, history)
+        if reading.intent is None:
+            reading = self._guess(reading, self.embeddings.embed_query(reading.standalone))
+        return reading
+
+    def _read(self, question: str, history: Sequence[Turn]) -> Reading:
         return read(
             question,
             history,
             find_names=self.exercise_names,
             cues=self.cues,
             dose_units=self.domain.dose_units_pattern,
-            nearest=self._nearest_intent,
         )
 
-    def _nearest_intent(self, question: str) -> Intent | None:
-        """The intent of the library's closest example question, when it is close enough."""
-        intent, similarity = self.examples.nearest(self.embeddings.embed_query(question))
-        return intent if similarity >= MIN_EXAMPLE_SIMILARITY else None
+    def _guess(self, reading: Reading, vector: Sequence[float] | None) -> Reading:
+        """The intent of the closest example question (to the standalone question's embedding, the one
+        retrieval computed), when it is close enough."""
+        if reading.intent is not None or vector is None:
+            return reading
+        intent, similarity = self.examples.nearest(vector)
+        return replace(reading, intent=intent) if similarity >= MIN_EXAMPLE_SIMILARITY else reading
 
     def warm_up(self) -> None:
         """Load the embedding model now (a first embedding) and embed the intent examples, so no runner's
@@ -251,12 +261,13 @@ class CoachService:
         language = await asyncio.to_thread(foreign_language, text, self.lexical.vocabulary)
         if language is not None:  # after triage: a red flag in any language is answered first
             return self._english_only(text, language)
-        reading = await asyncio.to_thread(self.read, text, history)
+        reading = await asyncio.to_thread(self._read, text, history)
         standalone = await self._standalone(text, history, deadline, reading) if history else text
         if standalone != text and (flags := find_red_flags(standalone)):
             # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
             return Answer(question=text, backend=self.backend_name, answer=urgent_message(flags), urgent=True)
         retrieval = await self._retrieve_in_time(standalone, deadline)
+        reading = self._guess(reading, retrieval.query_embedding)
         retrieval, material = gather(
             reading,
             retrieval,

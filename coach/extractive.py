@@ -489,7 +489,29 @@ class _Composer:
                         definition=f"{s.definition} {self.writer.statement(s)}",
                     )
                 ]
-        return []
+        return self._only_named()
+
+    def _only_named(self) -> list[str]:
+        """An exercise asked about that the articles name and say nothing else about: say so."""
+        if not self.subject:
+            return []
+        key = norm_name(self.subject[0])
+        facts = [f for f in self.facts if f.key == key]
+        if not facts or any(f.steps or f.dose for f in facts):
+            return []
+        quoted = {f.quote for f in facts}
+        if any(
+            key in {norm_name(n) for n in item.statement.names} and item.statement.quote not in quoted
+            for item in self.scored
+        ):
+            return []  # a sentence says something about it: the supporting quotes will show it
+        name = self.subject[0].lower()
+        marks = "".join(self.writer.cite(f.source_id, f.chunk_id, f.quote) for f in facts[:2])
+        return [
+            self.cues.template(
+                "only_named", name=f"{name} {marks}", it="them" if name.endswith("s") else "it"
+            )
+        ]
 
     def _compare(self) -> list[str]:
         if len(self.subject) < 2:

@@ -47,6 +47,7 @@ class SentenceCues(_Strict):
     captions: list[str]
     advice: list[str]
     warning: list[str]
+    negative: list[str]
     referral: list[str]
     causes: list[str]
     definitions: list[str]
@@ -127,6 +128,10 @@ class Cues(_Strict):
     @cached_property
     def warning(self) -> re.Pattern[str]:
         return _any(self.sentences.warning)
+
+    @cached_property
+    def negative(self) -> re.Pattern[str]:
+        return _any(self.sentences.negative)
 
     @cached_property
     def referral(self) -> re.Pattern[str]:

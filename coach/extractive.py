@@ -29,6 +29,7 @@ MAX_PER_CHUNK = 2
 DUPLICATE_OVERLAP = 0.6  # word-set Jaccard above which two quotes say the same thing
 MIN_SUPPORT_IDF = 1.0  # a supporting quote must share question words at least this rare
 KIND_BONUS = 1.5
+MAX_VERDICT_WORDS = 40
 SENTENCE_WEIGHT = 4.0  # the quote's own closeness to the question weighs most: it is the answer read
 CLOSE = 0.55  # a quote this close to the question supports it whatever words it shares
 SUPPORT_MIN_CLOSENESS = 0.25  # and one further than this does not, whatever words it shares,
@@ -218,11 +219,8 @@ class _Composer:
             # Nothing fits the intent as read: answer as to a plain question rather than not at all.
             support = self._support(MAX_SUPPORT + 1, strict=False)
         if support:
-            heading = (
-                self.cues.compose["doing"]
-                if self.intent in ("what_to_do", "should_i")
-                else self.cues.compose["reading"]
-            )
+            advice = all({"advice", "referral"} & set(s.kinds) for s in support)
+            heading = self.cues.compose["doing" if advice else "reading"]
             parts.append(
                 heading + "\n" + "\n".join(f"• {s.quote} {self.writer.statement(s)}" for s in support)
             )
@@ -437,10 +435,17 @@ class _Composer:
                         other=f"another says {other.dose} {self.writer.statement(other)}",
                     )
                 ]
-        for s in self._best(("referral", "advice", "warning"), limit=1):
-            if not s.action:
+        for s in self._best(("referral", "advice", "warning"), limit=3):
+            if not s.action or "•" in s.action or len(s.action.split()) > MAX_VERDICT_WORDS:
+                continue  # a list, or a long passage, is not one instruction to say yes or no with
+            # "No" only from an instruction not to do something; "Yes" only from advice or a referral.
+            # A sentence that only describes a risk ("... leaves us at risk of injury") is neither.
+            if self.cues.negative.search(spell_out(s.action)):
+                name = "verdict_no"
+            elif {"advice", "referral"} & set(s.kinds):
+                name = "verdict_yes"
+            else:
                 continue
-            name = "verdict_no" if "warning" in s.kinds and "referral" not in s.kinds else "verdict_yes"
             if not plain:
                 return [f"{_upper(s.action)} {self.writer.statement(s)}."]
             return [self.cues.template(name, action=f"{_lower(s.action)} {self.writer.statement(s)}")]

@@ -611,7 +611,7 @@ def routine_for(
     if bare:
         cues = cues or load_cues()
         names = " and ".join([", ".join(bare[:-1]), bare[-1]] if len(bare) > 1 else bare)
-        them = "them" if len(bare) > 1 else "it"
+        them = "them" if len(bare) > 1 or bare[0].lower().endswith("s") else "it"
         note = f"{cues.template('routine_no_steps', names=names, them=them)} {note}"
     return Routine(day=day, exercises=picked, note=note)
 

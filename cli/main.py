@@ -175,8 +175,20 @@ def ask(
 
 
 @app.command()
-def chat() -> None:
+def chat(
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Read one message a line from standard input, as one conversation, and print one JSON "
+            "answer a line (the `coach ask --json` shape). A /reset line forgets the conversation.",
+        ),
+    ] = False,
+) -> None:
     """A conversation in the terminal (/reset forgets, /quit or Ctrl-D leaves)."""
+    if json_output:
+        _run(_chat_json)
+        return
 
     def body() -> None:
         from coach.models import Turn
@@ -208,6 +220,37 @@ def chat() -> None:
             history = [*history, Turn(question=answer.question, answer=answer.answer)][-HISTORY_TURNS:]
 
     _run(body)
+
+
+def _chat_json() -> None:
+    """`coach chat --json`: each line of stdin a message of one conversation, each answer one JSON line.
+
+    A line the coach cannot use (no words, too long) gets its one-line message on stderr and is left out
+    of the conversation; the others are answered, and the exit code is then 2, as for `coach ask`. A
+    runtime failure (the index does not answer) stops with its message and exit code 1."""
+    from coach.errors import UsageError
+    from coach.models import Turn
+
+    service = _open_service(build_if_missing=True)
+    history: list[Turn] = []
+    unusable = False
+    for raw in sys.stdin:
+        line = raw.rstrip("\n")
+        if not line.strip():
+            continue
+        if line.strip() == "/reset":
+            history.clear()
+            continue
+        try:
+            answer = service.answer(line, history=tuple(history))
+        except UsageError as exc:
+            err.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+            unusable = True
+            continue
+        print(answer.model_dump_json(), flush=True)
+        history = [*history, Turn(question=answer.question, answer=answer.answer)][-HISTORY_TURNS:]
+    if unusable:
+        raise typer.Exit(2)
 
 
 @app.command()

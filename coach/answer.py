@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from coach.backends import (
     EXTRACTIVE,
@@ -19,18 +20,23 @@ from coach.backends import (
     ModelBackend,
     format_passages,
 )
+from coach.cues import load_cues, spell_out
 from coach.debates import DebateMap, MapDisagreement, map_key, read_map
 from coach.domain import Domain, read_domain
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import IndexNotReady, StoreError
 from coach.extractive import Draft
-from coach.followup import condense_offline, format_history, leans_on_history
+from coach.followup import format_history, leans_on_history
+from coach.fragments import quotable_start, resolve
 from coach.grounding import Grounder
+from coach.intent import MIN_EXAMPLE_SIMILARITY, Examples, Reading, read
+from coach.language import foreign_language
 from coach.llm import BackendUnavailable, ChatBackend
+from coach.lookup import gather
 from coach.models import Answer, Citation, Disagreement, Position, Source, Turn
 from coach.prompts import prompts
 from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
-from coach.routines import Library, library_key, read_library
+from coach.routines import ExerciseNames, Library, library_key, read_library
 from coach.safety import (
     RedFlag,
     Triager,
@@ -41,9 +47,11 @@ from coach.safety import (
     urgent_message,
 )
 from coach.settings import Settings, load_settings
+from coach.statements import Knowledge, read_statements, statements_key
 from coach.storage import read_snapshot
 from coach.store import ChunkStore
-from coach.text import collapse
+from coach.text import collapse, terms
+from coach.units import units_of
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,7 @@ class CoachService:
         library: Library | None = None,
         domain: Domain | None = None,
         anchors: list[list[float]] | None = None,
+        knowledge: Knowledge | None = None,
     ) -> None:
         self.settings = settings
         self.domain = domain or Domain()
@@ -95,7 +104,12 @@ class CoachService:
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
         self.extractive = ExtractiveBackend(
-            Articles(self._source_texts, self._titles, self.lexical.idf, self.domain.generic_terms)
+            Articles(
+                self._source_texts,
+                self._titles,
+                self.lexical.idf,
+                self.domain.generic_terms | self.domain.anchor_stopwords,
+            )
         )
         # The configured backend: the offline one, or a chat model whose drafts fall back to it.
         match settings.llm:
@@ -106,6 +120,17 @@ class CoachService:
         self.triager = Triager(embeddings, anchors=anchors)
         self.debate_map = debate_map or DebateMap(key="")
         self.library = library or Library(key="")
+        # Built by `coach ingest` (statements.json); a service made without it (a test, a script) reads
+        # the statements off the chunks now, without embeddings.
+        self.knowledge = knowledge or Knowledge.from_chunks(
+            self.lexical.chunks, self._source_texts, self.domain
+        )
+        self.cues = load_cues()
+        names = [e.name for e in self.library.exercises] + [
+            f.name for facts in self.knowledge.exercises.values() for f in facts
+        ]
+        self.exercise_names = ExerciseNames(list(dict.fromkeys(names)), self.domain)
+        self.examples = Examples(self.domain.questions.examples, embeddings.embed_documents)
         # One event loop for the sync wrapper, kept for the service's life: model clients belong to the
         # loop that first used them.
         self._runner: asyncio.Runner | None = None
@@ -146,6 +171,12 @@ class CoachService:
                 f"The exercise library in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
             )
+        statements = read_statements(settings.data_dir)
+        if statements is None or statements.key != statements_key(shas, domain, embeddings.name):
+            raise IndexNotReady(
+                f"The typed statements in {settings.data_dir} are missing or older than the index; "
+                "run `coach ingest` to rebuild them."
+            )
         anchors = read_anchors(settings.data_dir, embeddings.name)  # missing: embedded when first needed
         return cls(
             settings,
@@ -156,6 +187,7 @@ class CoachService:
             library=library,
             domain=domain,
             anchors=anchors,
+            knowledge=Knowledge(statements),
         )
 
     @property
@@ -181,13 +213,39 @@ class CoachService:
 
     def search_query(self, question: str, history: Sequence[Turn] = ()) -> str:
         """The text retrieval searches for (offline condensing of a follow-up; what evals score)."""
-        return condense_offline(question, history) if history else question
+        return self.read(question, history).standalone
+
+    def read(self, question: str, history: Sequence[Turn] = ()) -> Reading:
+        """What the question asks (its intent) and which exercises it is about, with the conversation.
+        A question no cue fits takes the intent of the library's closest example question."""
+        reading = self._read(question, history)
+        if reading.intent is None:
+            reading = self._guess(reading, self.embeddings.embed_query(reading.standalone))
+        return reading
+
+    def _read(self, question: str, history: Sequence[Turn]) -> Reading:
+        return read(
+            question,
+            history,
+            find_names=self.exercise_names,
+            cues=self.cues,
+            dose_units=self.domain.dose_units_pattern,
+        )
+
+    def _guess(self, reading: Reading, vector: Sequence[float] | None) -> Reading:
+        """The intent of the closest example question (to the standalone question's embedding, the one
+        retrieval computed), when it is close enough."""
+        if reading.intent is not None or vector is None:
+            return reading
+        intent, similarity = self.examples.nearest(vector)
+        return replace(reading, intent=intent) if similarity >= MIN_EXAMPLE_SIMILARITY else reading
 
     def warm_up(self) -> None:
-        """Load the embedding model and the triage's warning-sign vectors now, so no runner's first
-        question pays for them inside its deadline. Front ends call this once after opening."""
+        """Load the embedding model, the triage's warning-sign vectors and the intent examples now, so no
+        runner's first question pays for them inside its deadline. Front ends call this once after opening."""
         self.embeddings.embed_query("warm up")
         self.triager.warm()
+        self.examples.warm_up()
 
     def retrieve(
         self, question: str, *, mode: Mode = "hybrid", query_embedding: list[float] | None = None
@@ -232,9 +290,13 @@ class CoachService:
         triage = await asyncio.to_thread(self.triager.triage, text)
         if triage.urgent:  # before any backend, condensing included: nothing may delay or soften this
             return self.urgent_answer(text, triage.flags)
+        language = await asyncio.to_thread(foreign_language, text, self.lexical.vocabulary)
+        if language is not None:  # after triage: a red flag in any language is answered first
+            return self._english_only(text, language)
         # An urgent turn quoted no article: its words would only pull retrieval away from a new question.
         calm = [turn for turn in history if not self.triager.triage(turn.question, semantic=False).urgent]
-        standalone = await self._standalone(text, calm, deadline) if calm else text
+        reading = await asyncio.to_thread(self._read, text, calm)
+        standalone = await self._standalone(text, calm, deadline, reading) if calm else text
         if history and (flags := followup_flags(self.triager, text, standalone, history[-1].question)):
             # "and now it's swollen?" after "I twisted my ankle": the warning sign spans two turns.
             return self.urgent_answer(text, flags)
@@ -242,9 +304,24 @@ class CoachService:
         retrieval = await self._retrieve_in_time(
             standalone, deadline, query_embedding=triage.vector if standalone == text else None
         )
-        if not self._covered(retrieval):
+        reading = self._guess(reading, retrieval.query_embedding)
+        retrieval, material = gather(
+            reading,
+            retrieval,
+            self.knowledge,
+            self._chunk,
+            self.domain.generic_terms | self.domain.anchor_stopwords,
+            frequency=lambda q: bool(self.cues.frequencies.search(q)),
+            timeline=lambda q: bool(self.cues.timeline_question.search(spell_out(q))),
+            pain=lambda q: bool(self.cues.pain.search(spell_out(q))),
+        )
+        # A question about an exercise the articles name, or a word they define, is covered however
+        # little else it shares with them.
+        if not self._covered(retrieval) and not reading.exercises and not material.defined:
             return self._abstain(text)
-        request = DraftRequest(question=standalone, retrieval=retrieval)
+        request = DraftRequest(
+            question=standalone, retrieval=retrieval, intent=reading.intent, material=material
+        )
         note = None
         if self.model is not None:
             try:
@@ -255,13 +332,19 @@ class CoachService:
                 note = NOTE_UNAVAILABLE
             else:
                 if draft.citations:
-                    return self._with_disagreements(text, self.model.name, draft.text, draft, retrieval)
+                    return self._with_disagreements(
+                        text, self.model.name, draft.text, draft, retrieval, reading
+                    )
                 note = NOTE_UNSUPPORTED
         draft = self._verified(await self.extractive.draft(request, deadline - time.monotonic()), retrieval)
         if not draft.citations:
             return self._abstain(text)
         body = f"{note}\n\n{draft.text}" if note else draft.text
-        return self._with_disagreements(text, EXTRACTIVE, body, draft, retrieval)
+        return self._with_disagreements(text, EXTRACTIVE, body, draft, retrieval, reading)
+
+    def _chunk(self, chunk_id: str):  # noqa: ANN202 - Chunk | None
+        index = self.lexical.by_id.get(chunk_id)
+        return None if index is None else self.lexical.chunks[index]
 
     async def _retrieve_in_time(
         self, question: str, deadline: float, *, query_embedding: list[float] | None = None
@@ -282,10 +365,18 @@ class CoachService:
             ) from None
 
     def _with_disagreements(
-        self, question: str, backend: str, body: str, draft: Draft, retrieval: Retrieval
+        self,
+        question: str,
+        backend: str,
+        body: str,
+        draft: Draft,
+        retrieval: Retrieval,
+        reading: Reading | None = None,
     ) -> Answer:
-        """The final answer, with the map's disagreements about the question on every backend."""
-        citations, disagreements = self._disagreements(question, retrieval, draft.citations)
+        """The final answer, with the map's disagreements about the question on every backend, and a
+        line saying which side the answer's own quotes stand on."""
+        citations, disagreements = self._disagreements(question, retrieval, draft.citations, reading)
+        body = self._sides(body, citations, disagreements)
         return Answer(
             question=question,
             backend=backend,
@@ -297,10 +388,11 @@ class CoachService:
     def _reserve(self) -> float:
         return min(RESERVE_MAX_S, RESERVE_SHARE * self.settings.answer_deadline_s)
 
-    async def _standalone(self, text: str, history: Sequence[Turn], deadline: float) -> str:
-        """The follow-up rewritten to stand alone: by the model when there is one, else offline."""
-        offline = condense_offline(text, history)
-        if self.model is None or not leans_on_history(text):
+    async def _standalone(self, text: str, history: Sequence[Turn], deadline: float, reading: Reading) -> str:
+        """The follow-up rewritten to stand alone: by the model when there is one, else offline (with
+        what it points at resolved: "how do I do the first one?" names the exercise)."""
+        offline = reading.standalone
+        if self.model is None or not leans_on_history(text) or reading.exercises:
             return offline  # a question that stands alone is not worth a model round trip
         budget = min(
             CONDENSE_SHARE * self.settings.answer_deadline_s, deadline - time.monotonic() - self._reserve()
@@ -322,12 +414,15 @@ class CoachService:
         return condensed
 
     def _disagreements(
-        self, question: str, retrieval: Retrieval, citations: list[Citation]
+        self, question: str, retrieval: Retrieval, citations: list[Citation], reading: Reading | None = None
     ) -> tuple[list[Citation], list[Disagreement]]:
         """The map's disagreements about this question, their evidence appended to the citations.
 
-        Evidence goes through the same check as the answer's own quotes: verbatim in its source and in
-        a chunk that was retrieved for this question, here by the map lookup (see `_evidence_ok`).
+        Only those that concern what was asked: close to the question (the map's lookup) and either
+        quoted by the answer, or of a kind that fits the question's intent (coach/cues.toml
+        [disagreements]) and sharing one of its words. Evidence goes through the same check as the
+        answer's own quotes: verbatim in its source and in a chunk that was retrieved for this question,
+        here by the map lookup (see `_evidence_ok`).
         """
         if not self.debate_map.disagreements:
             return citations, []
@@ -336,6 +431,8 @@ class CoachService:
         numbers = {(c.chunk_id, collapse(c.quote)): c.n for c in citations}
         found: list[Disagreement] = []
         for entry in self.debate_map.relevant(vector):
+            if not self._concerns(entry, retrieval, citations, reading):
+                continue
             added: list[Citation] = []
             disagreement = self._cite(entry, numbers, len(citations), added)
             if disagreement is not None:
@@ -362,7 +459,10 @@ class CoachService:
                 if not self._evidence_ok(evidence.chunk_id, evidence.source_id, evidence.quote):
                     log.error("dropping unverifiable evidence from %s", evidence.source_id)
                     continue
-                key = (evidence.chunk_id, collapse(evidence.quote))
+                key = (
+                    evidence.chunk_id,
+                    collapse(self._evidence_quote(evidence.chunk_id, collapse(evidence.quote))),
+                )
                 if key not in local:
                     local[key] = used + len(added) + 1
                     added.append(
@@ -382,6 +482,70 @@ class CoachService:
             added.clear()
             return None
         return Disagreement(topic=entry.topic, kind=entry.kind, positions=positions)
+
+    def _concerns(
+        self, entry: MapDisagreement, retrieval: Retrieval, citations: list[Citation], reading: Reading | None
+    ) -> bool:
+        """Whether a disagreement the map finds close to the question is about what was asked."""
+        quoted = [(c.source_id, c.quote) for c in citations]
+        for position in entry.positions:
+            for e in position.evidence:
+                if any(sid == e.source_id and (e.quote in q or q in e.quote) for sid, q in quoted):
+                    return True  # the answer quotes one side: the runner must hear the other
+        intent = (reading.intent if reading else None) or "general"
+        if intent == "dose" and reading and self.cues.timeline_question.search(spell_out(reading.question)):
+            intent = "timeline"  # when results come is not how often to train
+        if intent not in self.cues.disagreements.get(entry.rule, [intent]):
+            return False
+        asked = set(retrieval.query_terms) - self.domain.anchor_stopwords
+        said = set(terms(entry.topic)) | {
+            t for p in entry.positions for e in p.evidence for t in terms(e.quote)
+        }
+        return bool(asked & said)
+
+    def _sides(self, body: str, citations: list[Citation], disagreements: list[Disagreement]) -> str:
+        """A line per disagreement saying which side the answer's own quotes stand on."""
+        used = {int(m) for m in _MARK.findall(body)}
+        by_n = {c.n: c for c in citations}
+        lines: list[str] = []
+        for d in disagreements:
+            # A side is the answer's when the answer quotes the passage its evidence is in.
+            chunks = [{by_n[n].chunk_id for n in p.citations} for p in d.positions]
+            quoted = [
+                p
+                for p, ids in zip(d.positions, chunks, strict=True)
+                if any(by_n[n].chunk_id in ids for n in used)
+            ]
+            if not quoted:
+                continue
+            if len(quoted) == 1:
+                label = quoted[0].summary.split(":", 1)[0].strip()
+                lines.append(self.cues.template("side", topic=d.topic.rstrip("?"), label=label))
+            else:
+                lines.append(self.cues.template("side_both", topic=d.topic.rstrip("?")))
+        return "\n\n".join([body, *lines]) if lines else body
+
+    def _evidence_quote(self, chunk_id: str, quote: str) -> str:
+        """The evidence as a quote that stands alone: with the sentences before it that it points at."""
+        chunk = self._chunk(chunk_id)
+        if chunk is None or quotable_start(quote, self.cues):
+            return quote
+        source = self._source_texts.get(chunk.source_id, "")
+        units = [u.text for u in units_of(chunk, source)]
+        for i, text in enumerate(units):
+            if collapse(text).endswith(quote) or quote in collapse(text):
+                return resolve(units, i, source, self.cues) or quote
+        return quote
+
+    def _english_only(self, question: str, language: str) -> Answer:
+        name = self.cues.languages.get(language)
+        covers = self.domain.description or self.covers()
+        text = (
+            self.cues.template("english_only", language=name, covers=covers)
+            if name
+            else self.cues.template("english_only_unknown", covers=covers)
+        )
+        return Answer(question=question, backend=self.backend_name, answer=text)
 
     def _evidence_ok(self, chunk_id: str, source_id: str, quote: str) -> bool:
         """The map's evidence counts as retrieved when its chunk is in the index, belongs to the source,

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from coach.cues import Cues, load_cues
 from coach.extractive import Draft, compose
 from coach.grounding import Grounder
 from coach.llm import BackendUnavailable, ChatBackend, scrub
+from coach.lookup import Material
 from coach.models import Chunk
 from coach.prompts import prompts
 from coach.retrieval import Retrieval
@@ -38,10 +40,13 @@ class Articles:
 
 @dataclass(frozen=True)
 class DraftRequest:
-    """One question to draft an answer to: the standalone question and what retrieval found for it."""
+    """One question to draft an answer to: the standalone question, what retrieval (and the exercise
+    lookup) found for it, what it asks (its intent) and the typed statements of those passages."""
 
     question: str
     retrieval: Retrieval
+    intent: str | None = None
+    material: Material = Material()
 
 
 class AnswerBackend(Protocol):
@@ -66,9 +71,14 @@ class ExtractiveBackend:
             compose,
             request.retrieval,
             self.articles.idf,
-            self.articles.source_texts,
             self.articles.titles,
-            self.articles.generic,
+            intent=request.intent,
+            statements=request.material.statements,
+            facts=request.material.facts,
+            subject=request.material.subject,
+            conversation=request.material.conversation,
+            generic=self.articles.generic,
+            question=request.question,
         )
 
 
@@ -83,7 +93,12 @@ class ModelBackend:
 
     async def draft(self, request: DraftRequest, budget_s: float) -> Draft:
         passages = [hit.chunk for hit in request.retrieval.hits]
-        user = prompts()["answer"].format(passages=format_passages(passages), question=request.question)
+        user = prompts()["answer"].format(
+            passages=format_passages(passages),
+            question=request.question,
+            intent=describe_intent(request.intent),
+            statements=format_statements(request, passages),
+        )
         reply = await self.chat.acomplete(prompts()["system"].template, user, budget_s)
         draft, report = await asyncio.to_thread(self.grounder.ground, reply, passages)
         log.info(
@@ -95,6 +110,50 @@ class ModelBackend:
         if report.dropped_claims:
             log.debug("claims dropped: %s", [scrub(c) for c in report.dropped_claims])
         return draft
+
+
+MAX_PROMPT_STATEMENTS = 8
+
+
+def describe_intent(intent: str | None, cues: Cues | None = None) -> str:
+    """What the question asks, in a sentence for the model (coach/cues.toml [prompts])."""
+    described = (cues or load_cues()).prompts
+    return described.get(intent or "general", described["general"])
+
+
+def format_statements(request: DraftRequest, passages: Sequence[Chunk]) -> str:
+    """The typed statements of the passages, by passage number: the exercises (with their steps and dose,
+    or that the passages give none) and the statements of the kinds the question asks for."""
+    number = {chunk.chunk_id: n for n, chunk in enumerate(passages, start=1)}
+    lines: list[str] = []
+    seen: set[str] = set()
+    for fact in request.material.facts:
+        if fact.key in seen or fact.chunk_id not in number:
+            continue
+        seen.add(fact.key)
+        parts = [f"exercise “{fact.name}”, named in passage {number[fact.chunk_id]}"]
+        if fact.steps and fact.steps_chunk in number:
+            parts.append(f"steps in passage {number[fact.steps_chunk]}: “{fact.steps}”")
+        else:
+            parts.append("the passages give no steps for it")
+        if fact.dose and fact.dose_chunk in number:
+            whose = "the article's dose for its exercises" if fact.dose_shared else "dose"
+            parts.append(f"{whose} in passage {number[fact.dose_chunk]}: “{fact.dose}”")
+        lines.append("- " + "; ".join(parts))
+    wanted = {
+        "dose": ("dose", "timeline"),
+        "why": ("cause",),
+        "should_i": ("referral", "warning", "advice"),
+        "what_to_do": ("advice", "referral"),
+        "what_is": ("definition",),
+    }.get(request.intent or "", ())
+    for statement in request.material.statements:
+        if len(lines) >= MAX_PROMPT_STATEMENTS:
+            break
+        kinds = [k for k in statement.kinds if k in wanted]
+        if kinds and statement.chunk_id in number and not statement.comment:
+            lines.append(f"- {', '.join(kinds)} in passage {number[statement.chunk_id]}: “{statement.quote}”")
+    return "\n".join(lines) or "- none found"
 
 
 def format_passages(chunks: Sequence[Chunk]) -> str:
@@ -117,4 +176,5 @@ __all__ = [
     "Articles",
     "ModelBackend",
     "format_passages",
+    "format_statements",
 ]

@@ -73,6 +73,11 @@ class ExerciseVocabulary(_Strict):
         default_factory=list,
         description="Heads that name an exercise only with a modifier ('hold' in 'side hold').",
     )
+    dose_units: list[str] = Field(
+        default_factory=list,
+        description="Units a dose is counted in ('sets', 'reps', 'minutes'); empty: only frequencies "
+        "('twice a week') are read as doses.",
+    )
 
 
 class Routines(_Strict):
@@ -89,6 +94,14 @@ class Routines(_Strict):
     )
 
 
+class Questions(_Strict):
+    examples: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Example runner questions by intent (coach/cues.py INTENTS): a question no intent cue "
+        "matches gets the intent of the closest example, when it is close enough.",
+    )
+
+
 class Domain(_Strict):
     """corpus/domain.toml."""
 
@@ -101,6 +114,7 @@ class Domain(_Strict):
     debates: Debates = Field(default_factory=Debates)
     exercises: ExerciseVocabulary = Field(default_factory=ExerciseVocabulary)
     routines: Routines = Field(default_factory=Routines)
+    questions: Questions = Field(default_factory=Questions)
 
     @cached_property
     def digest(self) -> str:
@@ -129,6 +143,14 @@ class Domain(_Strict):
         from coach.text import terms
 
         return frozenset(t for word in self.terms.anchor_stopwords for t in terms(word))
+
+    @cached_property
+    def dose_units_pattern(self) -> re.Pattern[str] | None:
+        """The dose units as one pattern ("sets", "reps"), None when the file names none."""
+        units = [
+            phrase_pattern(u, plural=False) for u in sorted(self.exercises.dose_units, key=len, reverse=True)
+        ]
+        return re.compile(rf"\b(?:{'|'.join(units)})\b", re.IGNORECASE) if units else None
 
 
 def phrase_pattern(phrase: str, *, plural: bool = True) -> str:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coach.embeddings import NamedEmbeddings
-from coach.extractive import Draft, Unit, quote_text, units_of
+from coach.extractive import Draft
 from coach.models import Chunk, Citation
 from coach.safety import addresses_model
 from coach.text import BULLET, collapse, split_sentences
+from coach.units import Unit, quote_text, units_of
 
 log = logging.getLogger(__name__)
 

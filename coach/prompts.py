@@ -16,7 +16,7 @@ PROMPTS_DIR = PROJECT_ROOT / "prompts"
 # or forgets one, is refused when it is loaded instead of sending the model a silent blank.
 DECLARED: dict[str, frozenset[str]] = {
     "system": frozenset(),
-    "answer": frozenset({"passages", "question"}),
+    "answer": frozenset({"passages", "question", "intent", "statements"}),
     "condense": frozenset({"history", "question"}),
 }
 

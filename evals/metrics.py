@@ -5,9 +5,13 @@ Definitions (also in README, "Evals"):
 - recall@5: mean share of a case's expected sources present among the top-5 chunks' sources.
 - MRR: mean of 1/rank of the first chunk from an expected source (0 when none in the top 5).
 - citation precision: share of citations whose quote is verbatim in its source file AND supports the
-  answer sentence that cites it (see `supported`). A citation cited only by a disagreement position
-  is that position's evidence: verbatim in its source is what is required of it.
-- citation recall: share of the answer's claim sentences that carry at least one supporting citation.
+  answer sentence that cites it, together with the other quotes that sentence cites, sharing at least
+  one of its words (see `supported`). A citation cited only by a disagreement position is that
+  position's evidence: verbatim in its source is what is required of it.
+- citation recall: share of the answer's claim sentences that the quotes they cite support.
+A sentence the coach writes in its own words around quoted pieces ("The articles recommend these
+exercises for this: squats [1] and clams [2].") is checked on its quoted pieces: the words of the
+coach's sentence templates (coach/cues.toml [compose], outside their slots) are its framing, not claims.
 - disagreement recall: share of gold disagreement cases whose answer lays out the disagreement: one
   position cites a side-A source and another position cites a side-B source.
 - disagreement precision: share of disagreements shown in answers (over all answerable cases) whose sides
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
+from coach.cues import load_cues
 from coach.text import collapse, terms
 
 TOP = 5
@@ -30,12 +36,21 @@ _MARKS = re.compile(r"\[(\d+)\]")
 _HEADER = re.compile(r":\s*$")
 
 
-def supported(claim: str, quote: str) -> bool:
-    """A claim is supported when most of its content words (stemmed) occur in the quoted passage."""
-    claim_terms = set(terms(_MARKS.sub("", claim)))
+@cache
+def framing_terms() -> frozenset[str]:
+    """The coach's own words: its sentence templates outside their slots (stemmed)."""
+    return frozenset(t for word in load_cues().framing_words for t in terms(word))
+
+
+def supported(claim: str, quote: str | list[str]) -> bool:
+    """A claim is supported when most of its content words (stemmed, the coach's framing words left
+    out) occur in the quoted passage, or in the passages it cites together."""
+    claim_terms = set(terms(_MARKS.sub("", claim))) - framing_terms()
     if not claim_terms:
         return True
-    return len(claim_terms & set(terms(quote))) / len(claim_terms) >= SUPPORT_OVERLAP
+    quotes = [quote] if isinstance(quote, str) else quote
+    said = {t for q in quotes for t in terms(q)}
+    return len(claim_terms & said) / len(claim_terms) >= SUPPORT_OVERLAP
 
 
 def claims(answer_text: str) -> list[tuple[str, list[int]]]:
@@ -86,23 +101,34 @@ def citation_metrics(results: list[CaseResult]) -> dict[str, float]:
         by_n = {c["n"]: c for c in r.citations}
         lines = claims(r.answer)
         evidence = {n for d in r.disagreements for p in d["positions"] for n in p["citations"]}
+
+        def quotes_of(marks: list[int], by_n: dict[int, dict] = by_n) -> list[str]:
+            return [by_n[m]["quote"] for m in marks if m in by_n]
+
         for c in r.citations:
             total += 1
             verbatim = collapse(c["quote"]) in r.source_texts.get(c["source_id"], "")
-            citing = [text for text, marks in lines if c["n"] in marks]
+            citing = [(text, marks) for text, marks in lines if c["n"] in marks]
             if not citing and c["n"] in evidence:
                 good += verbatim
                 continue
-            good += verbatim and any(supported(text, c["quote"]) for text in citing)
+            good += verbatim and any(
+                supported(text, quotes_of(marks)) and _shares(text, c["quote"]) for text, marks in citing
+            )
         if r.abstained or r.urgent:
             continue
         for text, marks in lines:
             claim_total += 1
-            claim_good += any(m in by_n and supported(text, by_n[m]["quote"]) for m in marks)
+            claim_good += bool(quotes_of(marks)) and supported(text, quotes_of(marks))
     return {
         "citation_precision": good / total if total else 1.0,
         "citation_recall": claim_good / claim_total if claim_total else 1.0,
     }
+
+
+def _shares(claim: str, quote: str) -> bool:
+    """The quote bears on the claim: they share a content word."""
+    return bool(set(terms(_MARKS.sub("", claim))) & set(terms(quote)))
 
 
 def _sides(disagreement: dict, citations: dict[int, dict]) -> list[set[str]]:

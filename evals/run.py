@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coach.answer import CoachService
 from coach.models import Turn
+from coach.routines import NameRules, routine_for
 from coach.text import collapse
 from evals.cases import Case, load_cases
+from evals.coaching import (
+    COACHING_FILE,
+    Checker,
+    TurnResult,
+    coaching_failures,
+    coaching_metrics,
+    dangling_quotes,
+    routine_followable,
+    run_coaching,
+)
 from evals.metrics import (
     TOP,
     CaseResult,
@@ -31,14 +42,17 @@ class EvalReport:
     retrieval: dict[str, dict[str, float]]  # mode -> metrics
     cases: list[CaseResult]
     seconds: float
+    coaching: list[TurnResult] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
             "metrics": self.metrics,
             "retrieval_variants": self.retrieval,
             "cases": len(self.cases),
+            "coaching_turns": len(self.coaching),
             "seconds": round(self.seconds, 2),
             "failures": failures(self.cases),
+            "coaching_failures": coaching_failures(self.coaching),
         }
 
 
@@ -48,7 +62,10 @@ def _kind(case: Case) -> str:
     return "abstain" if case.abstain else "answerable"
 
 
-def run_eval(service: CoachService, cases: list[Case] | None = None) -> EvalReport:
+def run_eval(
+    service: CoachService, cases: list[Case] | None = None, coaching: Path | None = COACHING_FILE
+) -> EvalReport:
+    """The gold cases (evals/cases.toml) and the coaching set (evals/coaching.toml; None skips it)."""
     started = time.perf_counter()
     cases = cases if cases is not None else load_cases()
     source_texts = {sid: collapse(entry.get("text", "")) for sid, entry in service.snapshot.items()}
@@ -80,14 +97,33 @@ def run_eval(service: CoachService, cases: list[Case] | None = None) -> EvalRepo
             )
         )
     retrieval = {mode: retrieval_metrics(results, mode) for mode in MODES}
+    turns: list[TurnResult] = []
+    extra: dict[str, float] = {}
+    if coaching is not None:
+        checker = Checker(
+            NameRules.of(service.domain.exercises).name, list(service.domain.exercises.dose_units)
+        )
+        turns = run_coaching(service, checker, coaching)
+        extra = {
+            **coaching_metrics(turns),
+            "routine_days_followable": routine_followable(service.library, routine_for),
+        }
+    # The fragment check, over every answer of the eval.
+    answers = [r.citations for r in results] + [[c.model_dump() for c in t.answer.citations] for t in turns]
     metrics = {
         **{f"{name}": value for name, value in retrieval["hybrid"].items()},
         **citation_metrics(results),
         **disagreement_metrics(results),
         **safety_metrics(results),
+        **extra,
+        "fragment_free_answers": sum(not dangling_quotes(c) for c in answers) / max(1, len(answers)),
     }
     return EvalReport(
-        metrics=metrics, retrieval=retrieval, cases=results, seconds=time.perf_counter() - started
+        metrics=metrics,
+        retrieval=retrieval,
+        cases=results,
+        seconds=time.perf_counter() - started,
+        coaching=turns,
     )
 
 
@@ -162,6 +198,13 @@ def markdown_report(report: EvalReport) -> str:
     ]
     fails = failures(report.cases)
     lines += [f"- {f['question']}: {f['problem']}" for f in fails] or ["none"]
+    lines += ["", "## Coaching checks that failed", ""]
+    misses = coaching_failures(report.coaching)
+    lines += [
+        f"- {m['question']}{' (' + m['conversation'] + ')' if m['conversation'] else ''}: "
+        f"{', '.join(m['failed'])} (intent read: {m['intent']})"
+        for m in misses
+    ] or ["none"]
     return "\n".join(lines) + "\n"
 
 

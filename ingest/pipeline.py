@@ -21,6 +21,7 @@ from coach.errors import CoachError, StoreError
 from coach.routines import Library, ensure_library
 from coach.safety import ensure_anchors
 from coach.settings import Settings
+from coach.statements import Knowledge, ensure_statements
 from coach.storage import read_snapshot, write_atomic
 from coach.store import ChunkStore, move_aside, server_down
 from coach.text import collapse
@@ -222,14 +223,18 @@ def update_maps(
     snapshot: dict[str, dict],
     domain: Domain,
 ) -> tuple[tuple[bool, DebateMap], tuple[bool, Library]]:
-    """Rebuild the disagreement map and the exercise library when the sources changed since they were
-    built (each keyed by the snapshot's shas); every chunk is read from the store at most once, and only
-    when one of them needs rebuilding."""
+    """Rebuild the disagreement map, the typed statements (one article at a time) and the exercise
+    library (from the statements' exercises) when the sources changed since they were built (each keyed
+    by the snapshot's shas); every chunk is read from the store at most once, and only when one of them
+    needs rebuilding."""
     shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
     texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
     chunks = functools.cache(store.all_chunks)
     debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name, domain)
-    library = ensure_library(settings.data_dir, chunks, texts, shas, domain)
+    _, statements = ensure_statements(
+        settings.data_dir, chunks, texts, shas, domain, embeddings, embeddings.name
+    )
+    library = ensure_library(settings.data_dir, Knowledge(statements).exercise_facts, shas, domain)
     ensure_anchors(settings.data_dir, embeddings, embeddings.name)  # the red-flag triage's descriptions
     return debates, library
 

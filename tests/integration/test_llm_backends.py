@@ -39,6 +39,7 @@ def service_with(service: CoachService, **overrides: object) -> CoachService:
         debate_map=service.debate_map,
         library=service.library,
         domain=service.domain,
+        knowledge=service.knowledge,
     )
     twin.triager = service.triager  # the same model: share its triage and the vectors ingest stored
     return twin
@@ -169,7 +170,8 @@ def test_a_follow_up_is_condensed_with_the_conversation_before_retrieval(service
     assert f"The runner's question: {standalone}" in answering.messages[1]["content"]
     expected = [collapse(h.chunk.text) for h in service_llm.retrieve(standalone).hits]
     sent = [collapse(body.split("\n", 1)[1]) for body in passages_of(answering.body).values()]
-    assert sent == expected
+    # the retrieved passages first; after them, those the exercise lookup added (their steps, doses)
+    assert sent[: len(expected)] == expected
     assert answer.question == "and what about my hips?"
     assert answer.backend == "openai:stand-in"
     assert answer.citations
@@ -368,3 +370,29 @@ def test_a_question_that_stands_alone_is_not_condensed_by_the_model(service) -> 
         llm_service(service, server.url).answer(question, history=history)
     (request,) = server.chat_requests()
     assert f"The runner's question: {question}" in request.messages[1]["content"]
+
+
+def test_the_model_is_told_the_intent_and_the_typed_statements_and_is_still_checked(service) -> None:
+    """A how-to question: the prompt says what is asked and where the exercise's steps and dose are; a
+    claim the passages do not support is dropped all the same."""
+    steps = "Hinge forward from your hips"
+
+    def reply(request: dict) -> str:
+        n = passage_with(request, steps)
+        return (
+            f"Hinge forward from your hips and lift the right leg behind you as you lower the weight [{n}].\n"
+            f"Do it every morning before breakfast for best results [{n}]."
+        )
+
+    with StandIn([Reply(reply)]) as server:
+        answer = llm_service(service, server.url).answer("how do I do a single leg deadlift?")
+    (request,) = server.chat_requests()
+    user = request.messages[1]["content"]
+    assert "asks how to do an exercise" in user
+    assert "exercise “Single-leg deadlift”, named in passage" in user
+    assert "steps in passage" in user
+    assert "Stand with a dumbbell" in user
+    assert answer.backend == "openai:stand-in"
+    assert "Hinge forward" in answer.answer
+    assert "breakfast" not in answer.answer
+    check_grounded(service, json.loads(answer.model_dump_json()))

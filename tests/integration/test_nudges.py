@@ -527,7 +527,9 @@ async def test_two_bot_processes_on_one_postgresql_send_each_nudge_once(
 def test_the_ingested_library_quotes_verbatim_over_a_28_day_programme(service: CoachService) -> None:
     from coach.routines import routine_for
 
-    assert len(service.library.exercises) >= 15
+    # 13 from the five articles: names found only in a video's title or caption are not exercises a
+    # routine could quote (coach/routines.py).
+    assert len(service.library.exercises) >= 12
     for frequency in ("daily", "twice-weekly"):
         for day in range(1, 29):
             for ex in routine_for(service.library, day, frequency).exercises:

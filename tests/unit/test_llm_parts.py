@@ -30,7 +30,7 @@ from tests.conftest import make_settings
 def test_the_shipped_prompts_load_and_use_exactly_their_variables() -> None:
     loaded = prompts()
     assert set(loaded) == set(DECLARED)
-    assert loaded["answer"].variables == {"passages", "question"}
+    assert loaded["answer"].variables == {"passages", "question", "intent", "statements"}
     assert "must not be followed" in loaded["system"].template
 
 
@@ -38,7 +38,7 @@ def test_the_shipped_prompts_load_and_use_exactly_their_variables() -> None:
     ("template", "message"),
     [
         ("Passages: {passages}\nQuestion: {question}\nTone: {tone}", "unknown variables ['tone']"),
-        ("Passages: {passages}", "missing variables ['question']"),
+        ("Passages: {passages} {intent} {statements}", "missing variables ['question']"),
         ("Passages: {passages} {question} {", "malformed"),
         ("Passages: {0} {passages} {question}", "malformed"),
     ],
@@ -60,11 +60,11 @@ def test_a_prompt_file_is_checked_when_it_is_loaded(tmp_path: Path) -> None:
 
 def test_formatting_a_prompt_needs_exactly_its_variables() -> None:
     answer = prompts()["answer"]
-    assert "Q?" in answer.format(passages="P", question="Q?")
+    assert "Q?" in answer.format(passages="P", question="Q?", intent="I", statements="S")
     with pytest.raises(PromptError):
-        answer.format(passages="P")
+        answer.format(passages="P", question="Q?")
     with pytest.raises(PromptError):
-        answer.format(passages="P", question="Q", extra="x")
+        answer.format(passages="P", question="Q", intent="I", statements="S", extra="x")
 
 
 def test_claims_are_split_into_sentences_with_their_marks() -> None:

@@ -1,0 +1,166 @@
+"""The typed material an answer is drafted from: the statements of the retrieved chunks and the exercises
+the question is about, looked up by name in every article.
+
+The lookup is a second retrieval step beside the hybrid search: the chunks it reads (where an article
+names the exercise asked about, gives its steps or its dose) are added to the retrieval's hits, so "every
+cited chunk was retrieved" stays literally true and the service's citation check covers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from coach.intent import Reading
+from coach.models import Chunk
+from coach.retrieval import Hit, Retrieval
+from coach.routines import ExerciseFact, norm_name
+from coach.statements import Knowledge, Statement
+from coach.text import terms
+
+MAX_FACTS = 12
+MIN_PASSAGE_EXERCISES = 3  # fewer named in the passages: look up the exercises closest to the question
+EXERCISE_CLOSENESS = 0.4  # a naming sentence this close to the question is about what was asked
+MAX_LOOKED_UP_EXERCISES = 4
+MAX_LOOKED_UP_DOSES = 2
+
+
+@dataclass(frozen=True)
+class Material:
+    statements: tuple[Statement, ...] = ()  # of the retrieved (and looked-up) chunks, in hit order
+    facts: tuple[ExerciseFact, ...] = ()  # the asked-about exercises' (every article), then the passages'
+    subject: tuple[str, ...] = ()  # exercise names the question is about
+    conversation: tuple[str, ...] = ()  # exercises the last answer named
+    defined: bool = False  # the lookup found what the articles say the asked-about term is
+
+
+def gather(
+    reading: Reading,
+    retrieval: Retrieval,
+    knowledge: Knowledge,
+    chunk_by_id: Callable[[str], Chunk | None],
+    generic: frozenset[str] = frozenset(),
+    *,
+    frequency: Callable[[str], bool] = lambda _text: False,
+    timeline: Callable[[str], bool] = lambda _text: False,
+    pain: Callable[[str], bool] = lambda _text: False,
+) -> tuple[Retrieval, Material]:
+    """The retrieval with the looked-up chunks added, and the material drawn from both.
+
+    Looked up, besides the exercises asked about: for "what is X", the statements that define X; for
+    a question about exercises whose passages name few, the exercises whose naming sentence is closest
+    to the question; for a dose question (or "should I ... every day?", `frequency`), doses (time
+    frames, asking when results come: `timeline`) of a second article when the passages hold one; for
+    "should I ... when it hurts?" (`pain`), what the articles say to do about pain."""
+    looked_up: list[ExerciseFact] = []
+    for name in reading.exercises:
+        looked_up.extend(knowledge.facts(norm_name(name)))
+    if reading.intent == "dose" and not reading.exercises:
+        # "how many sets?" after a list of exercises: the dose of the exercises just named.
+        for name in reading.context.exercises:
+            looked_up.extend(knowledge.facts(norm_name(name)))
+    hit_ids = {hit.chunk.chunk_id for hit in retrieval.hits}
+    vector = _unit(retrieval.query_embedding)
+    statements_all = knowledge.statements()
+    statements_in = [s for hit in retrieval.hits for s in knowledge.by_chunk.get(hit.chunk.chunk_id, [])]
+    extra: list[Statement] = []
+    defined = False
+    if reading.intent == "what_is":
+        asked = set(retrieval.query_terms) - generic
+        for statement in statements_all:
+            term = set(terms(statement.term or ""))
+            # A definition of the word asked about, or a section titled with it ("What is X?").
+            if (term & asked and asked <= term | set(statement.words)) or (
+                asked and asked <= set(terms(statement.section)) and not statement.comment
+            ):
+                extra.append(statement)
+                defined = True
+    if reading.intent in ("which_exercises", "what_to_do") and vector is not None:
+        named = {f.key for facts in knowledge.exercises.values() for f in facts if f.chunk_id in hit_ids}
+        if len(named) < MIN_PASSAGE_EXERCISES:
+            ranked = sorted(
+                (
+                    (float(s.array @ vector), f)
+                    for facts in knowledge.exercises.values()
+                    for f in facts
+                    for s in knowledge.by_chunk.get(f.chunk_id, [])
+                    if s.array is not None and s.array.shape == vector.shape and f.quote in s.quote
+                ),
+                key=lambda p: -p[0],
+            )
+            for closeness, fact in ranked:
+                if closeness < EXERCISE_CLOSENESS or len(named) >= MAX_LOOKED_UP_EXERCISES:
+                    break
+                if fact.key not in named:
+                    named.add(fact.key)
+                    looked_up.append(fact)
+    # A dose question gets the doses (or, asking when results come, the time frames) of at least two
+    # articles when the library has them: they often differ, and the runner should hear both.
+    kind = "timeline" if reading.intent == "dose" and timeline(reading.question) else "dose"
+    wants = reading.intent == "dose" or (reading.intent == "should_i" and frequency(reading.question))
+    if wants and vector is not None:
+        sources = {s.source_id for s in statements_in if kind in s.kinds and not s.comment}
+        typed = sorted(
+            (s for s in statements_all if kind in s.kinds and not s.comment and s.array is not None),
+            key=lambda s: -float(s.array @ vector),
+        )
+        for statement in typed:
+            if len(sources) >= MAX_LOOKED_UP_DOSES:
+                break
+            if statement.source_id not in sources:
+                sources.add(statement.source_id)
+                extra.append(statement)
+    if reading.intent == "should_i" and pain(reading.question) and vector is not None:
+        cautions = sorted(
+            (
+                s
+                for s in statements_all
+                if {"referral", "warning"} & set(s.kinds)
+                and pain(s.quote)
+                and not s.comment
+                and s.array is not None
+            ),
+            key=lambda s: -float(s.array @ vector),
+        )
+        extra.extend(cautions[:MAX_LOOKED_UP_DOSES])
+    rank = {hit.chunk.chunk_id: i for i, hit in enumerate(retrieval.hits)}
+    in_passages = sorted(
+        (
+            fact
+            for facts in knowledge.exercises.values()
+            for fact in facts
+            if fact.chunk_id in rank and fact not in looked_up
+        ),
+        key=lambda f: (rank[f.chunk_id], f.position),
+    )
+    facts: list[ExerciseFact] = []
+    for fact in [*looked_up, *in_passages]:
+        if fact not in facts:
+            facts.append(fact)
+    facts = facts[:MAX_FACTS]
+    # Where the exercises' steps and doses are written is looked up too: an answer may quote them.
+    hits = list(retrieval.hits)
+    wanted = [cid for f in facts for cid in (f.chunk_id, f.steps_chunk, f.dose_chunk)]
+    wanted += [s.chunk_id for s in extra]
+    for chunk_id in wanted:
+        if chunk_id and chunk_id not in hit_ids and (chunk := chunk_by_id(chunk_id)) is not None:
+            hits.append(Hit(chunk=chunk, score=0.0, similarity=0.0))
+            hit_ids.add(chunk_id)
+    retrieval = replace(retrieval, hits=hits)
+    statements = [s for hit in hits for s in knowledge.by_chunk.get(hit.chunk.chunk_id, [])]
+    return retrieval, Material(
+        statements=tuple(statements),
+        facts=tuple(facts),
+        subject=tuple(reading.exercises),
+        conversation=tuple(reading.context.exercises),
+        defined=defined,
+    )
+
+
+def _unit(vector: Sequence[float] | None) -> np.ndarray | None:
+    if vector is None:
+        return None
+    array = np.asarray(vector, dtype=np.float32)
+    return array / (np.linalg.norm(array) or 1.0)

@@ -254,7 +254,12 @@ async def question(update: Update, context: CoachContext) -> None:
                 await send_html(context, chat.id, html.escape(str(exc)))
                 return
         key = context.answers.put(answer)
-        await send_html(context, chat.id, render_answer(answer), reply_markup=answer_keyboard(key, answer))
+        await send_html(
+            context,
+            chat.id,
+            render_answer(answer, context.coach.source_dates()),
+            reply_markup=answer_keyboard(key, answer),
+        )
         try:
             context.state.add_turn(
                 chat.id, Turn(question=answer.question, answer=answer.answer), keep=HISTORY_TURNS
@@ -285,7 +290,11 @@ async def button(update: Update, context: CoachContext) -> None:
     await query.answer()
     if update.effective_chat is None:
         return
-    text = render_sources(answer) if kind == SOURCES else render_disagreements(answer)
+    text = (
+        render_sources(answer, context.coach.source_dates())
+        if kind == SOURCES
+        else render_disagreements(answer)
+    )
     await send_html(context, update.effective_chat.id, text)
 
 

@@ -19,7 +19,7 @@ from coach.backends import (
     ModelBackend,
     format_passages,
 )
-from coach.debates import DebateMap, MapDisagreement, map_key, read_map
+from coach.debates import DebateMap, MapDisagreement, map_key, read_map, source_dates
 from coach.domain import Domain, read_domain
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import IndexNotReady, StoreError
@@ -29,7 +29,7 @@ from coach.grounding import Grounder
 from coach.llm import BackendUnavailable, ChatBackend
 from coach.models import Answer, Citation, Disagreement, Position, Source, Turn
 from coach.prompts import prompts
-from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
+from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval, lexical_key
 from coach.routines import Library, library_key, read_library
 from coach.safety import addresses_model, find_red_flags, normalise_question, urgent_message
 from coach.settings import Settings, load_settings
@@ -74,15 +74,18 @@ class CoachService:
         debate_map: DebateMap | None = None,
         library: Library | None = None,
         domain: Domain | None = None,
+        lexical: LexicalIndex | None = None,
     ) -> None:
         self.settings = settings
         self.domain = domain or Domain()
         self.embeddings = embeddings
         self.store = store
         self.snapshot = snapshot
-        self.lexical = LexicalIndex(store.all_chunks())
+        # `open` passes the index ingest stored; without one it is built from the store's chunks.
+        self.lexical = lexical if lexical is not None else LexicalIndex(store.all_chunks())
         self.retriever = HybridRetriever(store, embeddings, self.lexical, self.domain)
         self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
+        self._dates: dict[str, str] | None = None
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
         self.extractive = ExtractiveBackend(
@@ -125,7 +128,8 @@ class CoachService:
         shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
         domain = read_domain(settings)
         debate_map = read_map(settings.data_dir)
-        if domain is None or debate_map is None or debate_map.key != map_key(shas, embeddings.name, domain):
+        key = map_key(shas, embeddings.name, domain, source_dates(snapshot))
+        if domain is None or debate_map is None or debate_map.key != key:
             raise IndexNotReady(
                 f"The disagreement map in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
@@ -136,8 +140,22 @@ class CoachService:
                 f"The exercise library in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
             )
+        stored = LexicalIndex.load(settings.lexical_dir)
+        articles = {sid: entry.get("article", "") for sid, entry in snapshot.items()}
+        if stored is None or stored[1] != lexical_key(articles):
+            raise IndexNotReady(
+                f"The lexical index in {settings.lexical_dir} is missing or older than the index; "
+                "run `coach ingest` to rebuild it."
+            )
         return cls(
-            settings, embeddings, store, snapshot, debate_map=debate_map, library=library, domain=domain
+            settings,
+            embeddings,
+            store,
+            snapshot,
+            debate_map=debate_map,
+            library=library,
+            domain=domain,
+            lexical=stored[0],
         )
 
     @property
@@ -156,6 +174,21 @@ class CoachService:
     def sources(self) -> list[Source]:
         keys = Source.model_fields.keys()
         return [Source(**{k: v for k, v in entry.items() if k in keys}) for entry in self.snapshot.values()]
+
+    def source_dates(self) -> dict[str, str]:
+        """Each dated source's date as shown beside its citations ("2021-04-30", "updated 2023-01-09")."""
+        if self._dates is not None:
+            return self._dates
+        out = {}
+        for source in self.sources():
+            if source.updated and source.published and source.updated != source.published:
+                out[source.source_id] = (
+                    f"{source.published.isoformat()}, updated {source.updated.isoformat()}"
+                )
+            elif source.dated:
+                out[source.source_id] = source.dated.isoformat()
+        self._dates = out
+        return out
 
     def debates(self) -> list[dict]:
         """The whole disagreement map in the `coach debates --json` shape (ARCHITECTURE.md)."""

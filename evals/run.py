@@ -16,6 +16,7 @@ from evals.metrics import (
     TOP,
     CaseResult,
     citation_metrics,
+    cited_at_5,
     disagreement_metrics,
     retrieval_metrics,
     safety_metrics,
@@ -83,6 +84,7 @@ def run_eval(service: CoachService, cases: list[Case] | None = None) -> EvalRepo
     metrics = {
         **{f"{name}": value for name, value in retrieval["hybrid"].items()},
         **citation_metrics(results),
+        **cited_at_5(results),
         **disagreement_metrics(results),
         **safety_metrics(results),
     }

@@ -1,29 +1,42 @@
-"""Ingest: load -> clean -> chunk -> embed -> upsert (incremental), then save the source snapshot and the
-disagreement map."""
+"""Ingest: load -> repair -> clean -> chunk -> embed -> upsert (incremental), then save the source
+snapshot, the lexical index, the disagreement map and the exercise library (each article's part kept, so
+only changed articles are worked on again)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langchain_core.documents import Document
 
-from coach.debates import DebateMap, ensure_map
+from coach.debates import DebateMap, article_key, ensure_map, source_dates
 from coach.domain import Domain, load_domain, write_domain
 from coach.embeddings import CountingEmbeddings, NamedEmbeddings
-from coach.errors import CoachError, StoreError
-from coach.routines import Library, ensure_library
+from coach.errors import CoachError, CorpusError, StoreError
+from coach.models import Chunk
+from coach.retrieval import LexicalIndex, chunk_terms, lexical_key, stored_key, stored_terms
+from coach.routines import Library
 from coach.settings import Settings
 from coach.storage import read_snapshot, write_atomic
-from coach.store import ChunkStore, move_aside, server_down
+from coach.store import ChunkStore, chunk_from, move_aside, server_down
 from coach.text import collapse
-from ingest.loader import LoadedSource, chunk_key, chunk_source, load_corpus
+from ingest.library import ensure_library
+from ingest.loader import (
+    ArticleUnusable,
+    LoadedSource,
+    Skipped,
+    chunk_key,
+    chunk_source,
+    load_corpus,
+    note_skipped,
+)
+
+EXIT_SKIPPED = 3  # `coach ingest` exit status when some articles were skipped (the rest is indexed)
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +58,25 @@ class IngestReport:
 
     exercises_rebuilt: bool = False
     exercises: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # skipped articles whose last good version stays indexed
+    maps_seconds: float = 0.0  # the lexical index, the disagreement map and the exercise library
+    maps_embed_seconds: float = 0.0  # ...of which embedding claims (new or changed articles only)
 
     def summary(self) -> str:
         debates = "rebuilt" if self.debates_rebuilt else "unchanged"
-        return (
+        text = (
             f"{self.sources} articles ({self.sources_added} added, {self.sources_updated} updated, "
             f"{self.sources_deleted} deleted, {self.sources_unchanged} unchanged); chunks: "
             f"{self.chunks_embedded} embedded, {self.chunks_deleted} deleted, {self.chunks_unchanged} unchanged, "
             f"{self.chunks_total} in the index; disagreement map {debates}: {self.disagreements} disagreements; "
             f"exercise library {'rebuilt' if self.exercises_rebuilt else 'unchanged'}: {self.exercises} exercises"
         )
+        if self.skipped:
+            text += f"; {len(self.skipped)} skipped"
+            if self.kept:
+                text += f" ({len(self.kept)} of them still indexed as last ingested)"
+        return text
 
 
 def record_manager(settings: Settings):  # noqa: ANN201
@@ -67,11 +89,21 @@ def record_manager(settings: Settings):  # noqa: ANN201
     return manager
 
 
-def _write_snapshot(settings: Settings, loaded: list[LoadedSource]) -> dict[str, dict]:
-    snapshot = {
-        ls.source.source_id: {**ls.source.model_dump(), "sha": ls.sha, "text": collapse(ls.verbatim_text)}
-        for ls in loaded
-    }
+def _write_snapshot(
+    settings: Settings, loaded: list[LoadedSource], docs: dict[str, list[Document]], kept: dict[str, dict]
+) -> dict[str, dict]:
+    """sources.json: each source's facts, sha, article key (its chunk ids) and collapsed text, the text
+    quotes are checked against at answer time. Skipped articles indexed before keep their last entry."""
+    snapshot = dict(kept)
+    for ls in loaded:
+        sid = ls.source.source_id
+        snapshot[sid] = {
+            **ls.source.model_dump(mode="json"),
+            "sha": ls.sha,
+            "article": article_key(sid, [chunk_key(d) for d in docs[sid]]),
+            "text": collapse(ls.verbatim_text),
+        }
+    snapshot = dict(sorted(snapshot.items()))
     write_atomic(settings.snapshot_path, json.dumps(snapshot, ensure_ascii=False))
     return snapshot
 
@@ -121,12 +153,30 @@ def run_ingest(
     on_start: Callable[[int], None] | None = None,
     on_doc: Callable[[], None] | None = None,
 ) -> IngestReport:
-    """Bring the index in line with the corpus, embedding only chunks it does not hold yet."""
+    """Bring the index in line with the corpus, embedding only chunks it does not hold yet.
+
+    An article that cannot be used is skipped (`IngestReport.skipped`, one line each) and the rest is
+    indexed; if an earlier ingest indexed it, that version stays (nothing indexed is lost to a bad edit)."""
     from langchain_core.indexing import index
 
-    loaded = load_corpus(settings.corpus_dir)  # fails before anything is touched
+    skipped: list[Skipped] = []
+    loaded = load_corpus(settings.corpus_dir, max_article_mb=settings.max_article_mb, skipped=skipped)
     domain = load_domain(settings.corpus_dir)
-    docs = [doc for ls in loaded for doc in chunk_source(ls)]
+    usable: list[LoadedSource] = []
+    docs_by_source: dict[str, list[Document]] = {}
+    for ls in loaded:
+        try:
+            docs_by_source[ls.source.source_id] = chunk_source(ls)
+        except ArticleUnusable as exc:
+            note_skipped(skipped, Skipped(ls.path, str(exc)))
+            continue
+        usable.append(ls)
+    previous = read_snapshot(settings)
+    kept = {} if rebuild else {s.path.stem: previous[s.path.stem] for s in skipped if s.path.stem in previous}
+    if not usable and not kept:
+        lines = "; ".join(s.line() for s in skipped)
+        raise CorpusError(f"No usable articles in {settings.corpus_dir}: {lines}.")
+    docs = [doc for ls in usable for doc in docs_by_source[ls.source.source_id]]
     prepare_data_dir(settings)
     counter = CountingEmbeddings(embeddings)  # counts what this run really embeds
     store = _open_for_writing(settings, counter, rebuild=rebuild)
@@ -136,20 +186,22 @@ def run_ingest(
     store.vectorstore  # noqa: B018 - creates the collection with our model's identity, or refuses a foreign one
     _reconcile(store, manager)
 
-    previous = read_snapshot(settings)
     if on_start:
         on_start(len(docs))
     started = time.perf_counter()
     try:
+        # scoped_full: chunks of the sources in this run that are gone are deleted; a skipped source's
+        # chunks are left alone (kept), and sources whose files are gone are removed just below.
         result = index(
             _counting(docs, on_doc),
             manager,
             store.vectorstore,
-            cleanup="full",
+            cleanup="scoped_full",
             source_id_key="source",
             key_encoder=chunk_key,
             batch_size=64,
         )
+        deleted = _remove_gone(store, manager, set(docs_by_source) | set(kept))
     except CoachError:
         raise
     except Exception as exc:
@@ -160,25 +212,32 @@ def run_ingest(
             f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
         ) from exc
     index_seconds = time.perf_counter() - started
-    snapshot = _write_snapshot(settings, loaded)
+    snapshot = _write_snapshot(settings, usable, docs_by_source, kept)
     write_domain(settings, domain)
-    current = {ls.source.source_id: ls.sha for ls in loaded}
+    chunks = {
+        sid: [chunk_from(chunk_key(d), d.page_content, d.metadata) for d in group]
+        for sid, group in docs_by_source.items()
+    }
+    started = time.perf_counter()
+    timed = TimedEmbeddings(embeddings)
     (rebuilt, debate_map), (library_rebuilt, library) = update_maps(
-        settings, embeddings, store, snapshot, domain
+        settings, timed, store, snapshot, domain, chunks
     )
+    maps_seconds = time.perf_counter() - started
+    current = {ls.source.source_id: ls.sha for ls in usable}
 
     return IngestReport(
-        sources=len(loaded),
+        sources=len(snapshot),
         sources_added=sum(1 for sid in current if sid not in previous),
         sources_updated=sum(
             1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] != sha
         ),
-        sources_deleted=sum(1 for sid in previous if sid not in current),
+        sources_deleted=sum(1 for sid in previous if sid not in snapshot),
         sources_unchanged=sum(
             1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] == sha
         ),
         chunks_embedded=counter.documents_embedded,
-        chunks_deleted=result["num_deleted"],
+        chunks_deleted=result["num_deleted"] + deleted,
         chunks_unchanged=result["num_skipped"],
         chunks_total=store.count(),
         debates_rebuilt=rebuilt,
@@ -186,7 +245,40 @@ def run_ingest(
         index_seconds=index_seconds,
         exercises_rebuilt=library_rebuilt,
         exercises=len(library.exercises),
+        skipped=skipped,
+        kept=sorted(kept),
+        maps_seconds=maps_seconds,
+        maps_embed_seconds=timed.seconds,
     )
+
+
+class TimedEmbeddings(NamedEmbeddings):
+    """The model, with the seconds spent embedding counted (what the maps' build time is net of)."""
+
+    def __init__(self, inner: NamedEmbeddings) -> None:
+        super().__init__(inner, name=inner.name, dim=inner.dim)
+        self.seconds = 0.0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        started = time.perf_counter()
+        try:
+            return super().embed_documents(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def _source_of(key: str) -> str:
+    return key.rsplit(":", 1)[0]
+
+
+def _remove_gone(store: ChunkStore, manager, sources: set[str]) -> int:  # noqa: ANN001
+    """Delete the chunks (and records) of sources no longer in the corpus; how many."""
+    gone = [key for key in manager.list_keys() if _source_of(key) not in sources]
+    for start in range(0, len(gone), 5000):
+        batch = gone[start : start + 5000]
+        store.delete(batch)
+        manager.delete_keys(batch)
+    return len(gone)
 
 
 def update_maps(
@@ -195,16 +287,50 @@ def update_maps(
     store: ChunkStore,
     snapshot: dict[str, dict],
     domain: Domain,
+    chunks: dict[str, list[Chunk]] | None = None,
 ) -> tuple[tuple[bool, DebateMap], tuple[bool, Library]]:
-    """Rebuild the disagreement map and the exercise library when the sources changed since they were
-    built (each keyed by the snapshot's shas); every chunk is read from the store at most once, and only
-    when one of them needs rebuilding."""
+    """The lexical index, the disagreement map and the exercise library, each brought up to date with
+    the snapshot. `chunks`: this run's chunks by source; a source not in it (a skipped article still
+    indexed) is read from the store, and only if its stored parts are missing."""
+    chunks = dict(chunks or {})
+
+    def chunks_of(source_id: str) -> list[Chunk]:
+        if source_id not in chunks:
+            chunks[source_id] = store.chunks_of(source_id)
+        return chunks[source_id]
+
     shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
     texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
-    chunks = functools.cache(store.all_chunks)
-    debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name, domain)
-    library = ensure_library(settings.data_dir, chunks, texts, shas, domain)
+    articles = {sid: entry.get("article", "") for sid, entry in snapshot.items()}
+    _update_lexical(settings, articles, chunks_of)
+    debates = ensure_map(
+        settings.data_dir,
+        settings.cache_dir,
+        articles,
+        chunks_of,
+        texts,
+        shas,
+        embeddings,
+        embeddings.name,
+        domain,
+        source_dates(snapshot),
+    )
+    library = ensure_library(settings.data_dir, settings.cache_dir, articles, chunks_of, texts, shas, domain)
     return debates, library
+
+
+def _update_lexical(
+    settings: Settings, articles: dict[str, str], chunks_of: Callable[[str], list[Chunk]]
+) -> None:
+    """Store the BM25 index of every chunk, unless the stored one already is of these articles; terms of
+    chunks the stored index has are reused, so only changed chunks are tokenised."""
+    key = lexical_key(articles)
+    if stored_key(settings.lexical_dir) == key:
+        return
+    known = stored_terms(settings.lexical_dir)
+    all_chunks = [c for sid in sorted(articles) for c in chunks_of(sid)]
+    tokenized = [known.get(c.chunk_id) or chunk_terms(c) for c in all_chunks]
+    LexicalIndex(all_chunks, tokenized).save(settings.lexical_dir, key)
 
 
 def _open_for_writing(settings: Settings, embeddings: CountingEmbeddings, *, rebuild: bool) -> ChunkStore:

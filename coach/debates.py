@@ -123,8 +123,12 @@ _UNNEGATE = {
 class Denial:
     affirmed: str  # the assertion the sentence denies
     anchor: set[str]  # content words of the denied predicate
+    # Content words of what the denial is about (its subject); a sentence holding the denied view speaks
+    # of it too, unless the subject is only the library's own subject or a pronoun (empty: no condition).
+    subject: frozenset[str] = frozenset()
 
 
+_RELATIVE_END = re.compile(r"\b(?:that|which|who)\s+$", re.IGNORECASE)
 _LEAD = re.compile(
     r"^(?:in fact|however|actually|in reality|in truth|indeed|but|so|yet|still|instead|contrary to popular belief),?\s+",
     re.IGNORECASE,
@@ -139,10 +143,15 @@ def denial(clause: str, stopwords: frozenset[str] = frozenset()) -> Denial | Non
     match = _NOT_X.match(clause)
     if match:
         tail = match.group("tail")
-        return Denial(affirmed=f"{match.group('head')} {tail}.", anchor=set(terms(tail)))
+        subject = frozenset(terms(match.group("head"))) - stopwords
+        return Denial(affirmed=f"{match.group('head')} {tail}.", anchor=set(terms(tail)), subject=subject)
     neg = _NEGATION.search(clause)
     if not neg or _CONDITIONAL.match(clause) or _IMPERATIVE.match(clause) or "," in clause[: neg.start()]:
         return None
+    if _RELATIVE_END.search(clause[: neg.start()]):
+        return None  # "calves that cannot absorb the shock": a relative clause, not what the sentence says
+    if not terms(clause[: neg.start()]):
+        return None  # "it is not a sign ...": what "it" is lies in another sentence; nothing to compare
     word = collapse(neg.group(0).lower())
     replacement = _UNNEGATE.get(word, "")
     rest = clause[neg.end() :]
@@ -152,7 +161,8 @@ def denial(clause: str, stopwords: frozenset[str] = frozenset()) -> Denial | Non
     # The denied predicate proper: up to a comma or a relative clause ("..., which builds your base").
     predicate = re.split(r",|;|\b(?:which|that|who|because)\b", clause[neg.end() :], maxsplit=1)[0]
     anchor = set(terms(predicate)) - stopwords
-    return Denial(affirmed=affirmed, anchor=anchor) if anchor else None
+    subject = frozenset(terms(clause[: neg.start()])) - stopwords
+    return Denial(affirmed=affirmed, anchor=anchor, subject=subject) if anchor else None
 
 
 def _third_person(verb: str) -> str:
@@ -176,7 +186,10 @@ _PER_WEEK = re.compile(
     re.IGNORECASE,
 )
 _DAILY = re.compile(r"\b(daily|every day|each day|per day|a day)\b", re.IGNORECASE)
-_WEEKLY = re.compile(r"\b(weekly|every week)\b", re.IGNORECASE)
+# "weekly mileage" is an amount, not how often to train
+_WEEKLY = re.compile(
+    r"\b(weekly|every week)\b(?!\s+(?:mileage|distance|volume|totals?|miles|kilomet))", re.IGNORECASE
+)
 _EVERY_OTHER = re.compile(r"\bevery other day\b", re.IGNORECASE)
 
 
@@ -355,7 +368,8 @@ class ArticleClaims:
     terms: list[frozenset[str]]  # content words of each claim's main clause (anchor matching)
     denied: list[int]  # claims whose clause denies something (not a symptom claim): the denial rule's
     affirmed: list[str]  # ...what each denies,
-    anchors: list[frozenset[str]]  # ...the content words of the denied predicate,
+    anchors: list[frozenset[str]]  # ...the content words of the denied predicate and of its subject,
+    subjects: list[frozenset[str]]
     affirmed_vectors: np.ndarray  # ...and that assertion's vector
     is_denial: np.ndarray  # bool per claim: the clause denies something (never holds what is denied)
     frequency: list[tuple[float, str] | None]
@@ -402,6 +416,7 @@ def analyse_article(
         denied=[i for i, _ in denied],
         affirmed=[d.affirmed for _, d in denied],
         anchors=[frozenset(d.anchor) for _, d in denied],
+        subjects=[d.subject for _, d in denied],
         affirmed_vectors=vectors[len(claims) :],
         is_denial=is_denial,
         frequency=[frequency(c.clause) for c in claims],
@@ -418,6 +433,7 @@ def save_article(directory: Path, article: ArticleClaims) -> None:
         "denied": article.denied,
         "affirmed": article.affirmed,
         "anchors": [sorted(a) for a in article.anchors],
+        "subjects": [sorted(a) for a in article.subjects],
         "frequency": [list(f) if f else None for f in article.frequency],
     }
     vectors = np.stack([c.vector for c in article.claims]) if article.claims else np.zeros((0, 1))
@@ -456,6 +472,7 @@ def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
         denied=meta["denied"],
         affirmed=meta["affirmed"],
         anchors=[frozenset(a) for a in meta["anchors"]],
+        subjects=[frozenset(a) for a in meta["subjects"]],
         affirmed_vectors=affirmed,
         is_denial=is_denial,
         frequency=[(float(f[0]), f[1]) if f else None for f in meta["frequency"]],
@@ -572,6 +589,9 @@ def negation_pairs(
         agreeing: dict[tuple[int, int], bool] = {}
         for row, col in zip(r.tolist(), c.tolist(), strict=True):
             a, n = block[row]
+            subject = corpus.articles[a].subjects[n]
+            if subject and not subject & all_terms[columns[col]]:
+                continue
             holder_article = int(column_owner[col])
             key = (row, holder_article)
             if key not in agreeing:
@@ -700,8 +720,11 @@ def _holds(other: Claim, den: Denial, affirmed: np.ndarray, denied: np.ndarray) 
     """Whether a sentence asserts what a denial denies: close to the assertion, closer to it than to the
     denial itself, and sharing a content word of the denied predicate (`negation_pairs` applies the same
     test to every pair at once)."""
-    shared = len(den.anchor & set(terms(other.clause)))
+    words = set(terms(other.clause))
+    shared = len(den.anchor & words)
     similarity = float(other.vector @ affirmed)
+    if den.subject and not den.subject & words:
+        return False
     if not shared or similarity <= float(other.vector @ denied):
         return False
     return similarity >= (NEGATION_ANCHORED if shared >= 2 else NEGATION_MATCH)

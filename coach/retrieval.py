@@ -17,7 +17,7 @@ from coach.domain import Domain
 from coach.embeddings import NamedEmbeddings
 from coach.models import Chunk
 from coach.store import ChunkStore, DenseHit
-from coach.text import terms
+from coach.text import stem, terms
 
 Mode = Literal["hybrid", "dense", "bm25"]
 
@@ -143,6 +143,17 @@ class LexicalIndex:
         )
         return close[0] if close else term
 
+    def split_compound(self, term: str) -> list[str]:
+        """An unknown word that is two known words run together ("speedwork", "warmup", "shinsplints"),
+        as those words; otherwise the word itself. Runners write compounds that articles spell apart."""
+        if term in self.vocabulary or len(term) < 8:
+            return [term]
+        for cut in range(4, len(term) - 3):  # both parts at least four letters
+            head, tail = stem(term[:cut]), stem(term[cut:])
+            if head in self.vocabulary and tail in self.vocabulary:
+                return [head, tail]
+        return [term]
+
     def search(self, query_terms: list[str], k: int) -> list[tuple[int, float]]:
         known = [t for t in query_terms if t in self.vocabulary]
         if not known or not self.chunks:
@@ -227,7 +238,11 @@ class HybridRetriever:
         k: int,
         mode: Mode,
     ) -> Retrieval:
-        query_terms = [self.lexical.correct(t) for t in terms(question, synonyms=self.domain.synonym_terms)]
+        query_terms = [
+            part
+            for t in terms(question, synonyms=self.domain.synonym_terms)
+            for part in self.lexical.split_compound(self.lexical.correct(t))
+        ]
         fused: dict[str, Hit] = {}
         best_similarity = 0.0
         for rank, hit in enumerate(dense):
@@ -256,7 +271,9 @@ class HybridRetriever:
         """How much of the question the corpus has words for (IDF-weighted; unknown words weigh most)."""
         words = [
             t
-            for t in dict.fromkeys(self.lexical.correct(t) for t in terms(question))
+            for t in dict.fromkeys(
+                part for t in terms(question) for part in self.lexical.split_compound(self.lexical.correct(t))
+            )
             if t not in self.domain.generic_terms
         ]
         if not words:

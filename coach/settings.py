@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(default=6, ge=1, le=20, description="Passages an answer draws on at most.")
     min_relevance: float = Field(
-        default=0.36,
+        default=0.2,
         ge=0,
         le=1,
         description="Cosine similarity of the best passage below which the coach abstains.",

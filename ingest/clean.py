@@ -77,6 +77,7 @@ _FURNITURE = [
     r"references?( ?(&|and) ?resources)?\b.*",
     r"see (also|our)\b.*",
     r"(read|learn) more\b.*|click here\b.*",
+    r"\W*(filed|posted) (under|in):? .*",
     r"abn \d[\d ]*",
     r".*\((image|photo|picture|credit|source)s?: [^)]*\)",
     r"/\*.*\*/(\s*/\*.*\*/)*",

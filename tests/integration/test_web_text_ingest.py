@@ -25,13 +25,13 @@ BAD_ARTICLES: dict[str, str | bytes] = {
     "emoji.md": "# Club runs\n\nOur club \U0001f3c3\u200d\u2640\ufe0f runs hill repeats every Tuesday evening.\n",
     "zero-width.txt": "Tempo\n\nTempo\u200b runs teach you to hold a comfortably hard pace.\n",
     "nul.txt": "Long runs\n\nLong runs\x00 build endurance for the marathon distance.\n",
-    "one-line.txt": "One line\n\n" + " ".join(["cadence drill"] * 12_000) + "\n",
+    "one-line.txt": "One line\n\n" + " ".join(["cadence drill"] * 9_000) + "\n",
     "latin1.txt": "Caf\xe9 strides\n\nCaf\xe9 owners say strides \u2013 short and fast \u2013 help.\n".encode(
         "cp1252"
     ),
     "undecodable.txt": b"Broken\n\n\x81\x8d\x8f not text at all\n",
     "furniture-only.txt": "Skip to content\nShare this post\nLeave a comment\n",
-    "too-big.txt": "Big\n\n" + "Run easy most days and the base will come. " * 2000 + "\n",
+    "too-big.txt": "Big\n\n" + "Run easy most days and the base will come. " * 5000 + "\n",
 }
 SKIPPED = {"undecodable.txt", "furniture-only.txt", "too-big.txt"}
 
@@ -45,7 +45,7 @@ def write(corpus, name: str, body: str | bytes) -> None:
 
 
 def ingest(data_dir, corpus):  # noqa: ANN001, ANN201
-    env = {"COACH_DATA_DIR": str(data_dir), "COACH_CORPUS_DIR": str(corpus), "COACH_MAX_ARTICLE_MB": "0.05"}
+    env = {"COACH_DATA_DIR": str(data_dir), "COACH_CORPUS_DIR": str(corpus), "COACH_MAX_ARTICLE_MB": "0.15"}
     return CliRunner().invoke(app, ["ingest"], env=env)
 
 

@@ -321,7 +321,8 @@ class CoachService:
         citations = list(citations)
         numbers = {(c.chunk_id, collapse(c.quote)): c.n for c in citations}
         found: list[Disagreement] = []
-        for entry in self.debate_map.relevant(vector):
+        retrieved = {hit.chunk.chunk_id for hit in retrieval.hits}
+        for entry in self.debate_map.relevant(vector, retrieved=retrieved):
             added: list[Citation] = []
             disagreement = self._cite(entry, numbers, len(citations), added)
             if disagreement is not None:

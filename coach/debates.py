@@ -59,6 +59,7 @@ MERGE = 0.85  # two disagreements of one rule whose claims are this close are on
 # subject unrelated sentences sit near 0.7, and two entries are better than one wrongly merged)
 TOPIC_MATCH = 0.55  # a topic name of the domain file this close to a disagreement names it
 LOOKUP_MATCH = 0.62  # a question this close to a disagreement's topic or evidence gets it...
+RETRIEVED_MATCH = 0.5  # ...or this close, when the question retrieved the evidence of two of its sides
 LOOKUP_MARGIN = 0.08  # ...unless another disagreement is closer by more than this (every article here is
 # about glutes, so everything is a little close to everything)
 
@@ -267,8 +268,17 @@ class DebateMap(BaseModel):
     disagreements: list[MapDisagreement] = Field(default_factory=list)
     _lookup: tuple[np.ndarray, np.ndarray] | None = PrivateAttr(default=None)
 
-    def relevant(self, question_vector: Sequence[float], *, limit: int = 2) -> list[MapDisagreement]:
-        """The disagreements a question is about: its embedding near a topic or an evidence sentence.
+    def relevant(
+        self,
+        question_vector: Sequence[float],
+        *,
+        limit: int = 2,
+        retrieved: frozenset[str] | set[str] = frozenset(),
+    ) -> list[MapDisagreement]:
+        """The disagreements a question is about: its embedding near a topic or an evidence sentence,
+        or fairly near (RETRIEVED_MATCH) when retrieval for the question found the evidence chunks of
+        two of its sides (`retrieved`: chunk ids), as it does when a typo ("streches") costs the
+        question's embedding its closeness.
 
         Cheap by design (a few dot products): the question vector is the one retrieval computed.
         """
@@ -282,9 +292,17 @@ class DebateMap(BaseModel):
         scores = matrix @ np.asarray(question_vector, dtype=np.float32)
         best = np.full(len(self.disagreements), -np.inf, dtype=np.float32)
         np.maximum.at(best, owners, scores)
-        scored = [(float(best[i]), d) for i, d in enumerate(self.disagreements) if best[i] >= LOOKUP_MATCH]
+        scored = [
+            (float(best[i]), d)
+            for i, d in enumerate(self.disagreements)
+            if best[i] >= LOOKUP_MATCH or (best[i] >= RETRIEVED_MATCH and _sides_retrieved(d, retrieved) >= 2)
+        ]
         scored.sort(key=lambda p: -p[0])
         return [d for score, d in scored[:limit] if score >= scored[0][0] - LOOKUP_MARGIN]
+
+
+def _sides_retrieved(d: MapDisagreement, retrieved: frozenset[str] | set[str]) -> int:
+    return sum(any(e.chunk_id in retrieved for e in p.evidence) for p in d.positions)
 
 
 @dataclass
@@ -375,6 +393,11 @@ class ArticleClaims:
     frequency: list[tuple[float, str] | None]
     symptom: np.ndarray  # bool per claim
     fix: np.ndarray  # bool per claim
+    # Which claims have their vector yet: those the rules use alone (denials and the sentence after each,
+    # frequencies, symptom and fix claims) at analysis; any other only once it is a candidate holder of
+    # some denial (shares its words), so most sentences of a large library are never embedded.
+    embedded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    changed: bool = False  # vectors were added since it was stored
 
 
 def article_key(source_id: str, chunk_ids: Sequence[str]) -> str:
@@ -398,14 +421,28 @@ def analyse_article(
     embeddings: Embeddings,
     stopwords: frozenset[str],
 ) -> ArticleClaims:
-    """One article's claims and what each rule needs of them, embedded in one batch."""
+    """One article's claims and what each rule needs of them; the claims a rule uses alone are embedded
+    now, in one batch (other claims when they become candidates: `_Corpus.ensure_vectors`)."""
     claims = extract_claims(chunks, {source_id: source_text})
     denials = [(c.index, d) for c in claims if (d := denial(c.clause, stopwords)) is not None]
     denied = [(i, d) for i, d in denials if not _SYMPTOM.search(claims[i].quote)]
-    texts = [c.quote for c in claims] + [d.affirmed for _, d in denied]
+    frequencies = [frequency(c.clause) for c in claims]
+    symptom = np.array([bool(_SYMPTOM.search(c.quote)) for c in claims], dtype=bool)
+    fix = np.array([bool(_FIX.search(c.clause)) for c in claims], dtype=bool)
+    needed = np.zeros(len(claims), dtype=bool)
+    for i, _ in denials:
+        needed[i] = True
+        if i + 1 < len(claims):
+            needed[i + 1] = True  # the sentence that may restate it (`_elaborate`)
+    needed |= symptom | fix | np.array([f is not None for f in frequencies], dtype=bool)
+    chosen = np.flatnonzero(needed).tolist()
+    texts = [claims[i].quote for i in chosen] + [d.affirmed for _, d in denied]
     vectors = _embed(embeddings, texts) if texts else np.zeros((0, 1), dtype=np.float32)
-    for claim, vector in zip(claims, vectors[: len(claims)], strict=True):
-        claim.vector = vector
+    dim = vectors.shape[1] if len(texts) else 1
+    for claim in claims:
+        claim.vector = np.zeros(dim, dtype=np.float32)
+    for i, vector in zip(chosen, vectors[: len(chosen)], strict=True):
+        claims[i].vector = vector
     is_denial = np.zeros(len(claims), dtype=bool)
     is_denial[[i for i, _ in denials]] = True
     return ArticleClaims(
@@ -417,11 +454,12 @@ def analyse_article(
         affirmed=[d.affirmed for _, d in denied],
         anchors=[frozenset(d.anchor) for _, d in denied],
         subjects=[d.subject for _, d in denied],
-        affirmed_vectors=vectors[len(claims) :],
+        affirmed_vectors=vectors[len(chosen) :],
         is_denial=is_denial,
-        frequency=[frequency(c.clause) for c in claims],
-        symptom=np.array([bool(_SYMPTOM.search(c.quote)) for c in claims], dtype=bool),
-        fix=np.array([bool(_FIX.search(c.clause)) for c in claims], dtype=bool),
+        frequency=frequencies,
+        symptom=symptom,
+        fix=fix,
+        embedded=needed,
     )
 
 
@@ -447,8 +485,10 @@ def save_article(directory: Path, article: ArticleClaims) -> None:
         is_denial=article.is_denial,
         symptom=article.symptom,
         fix=article.fix,
+        embedded=article.embedded,
     )
     tmp.replace(path)
+    article.changed = False
 
 
 def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
@@ -457,6 +497,7 @@ def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
             meta = json.loads(str(data["meta"]))
             vectors, affirmed = data["vectors"], data["affirmed"]
             is_denial, symptom, fix = data["is_denial"], data["symptom"], data["fix"]
+            embedded = data["embedded"]
     except (OSError, ValueError, KeyError):
         return None
     source_id = meta["source_id"]
@@ -478,6 +519,7 @@ def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
         frequency=[(float(f[0]), f[1]) if f else None for f in meta["frequency"]],
         symptom=symptom,
         fix=fix,
+        embedded=embedded.copy(),
     )
 
 
@@ -501,16 +543,37 @@ class _Corpus:
         for a in self.articles:
             self.starts.append(total)
             total += len(a.claims)
-        dim = next((a.affirmed_vectors.shape[1] for a in self.articles if len(a.claims)), 1)
-        self.vectors = (
-            np.stack([c.vector for c in self.claims]).astype(np.float32)
-            if self.claims
-            else np.zeros((0, dim), dtype=np.float32)
-        )
+        dim = max((len(c.vector) for c in self.claims), default=1)
+        self.vectors = np.zeros((len(self.claims), dim), dtype=np.float32)
+        for i, claim in enumerate(self.claims):
+            if len(claim.vector) == dim:
+                self.vectors[i] = claim.vector
         self.owner = np.repeat(np.arange(len(self.articles)), [len(a.claims) for a in self.articles])
         self.is_denial = (
             np.concatenate([a.is_denial for a in self.articles]) if self.articles else np.zeros(0, dtype=bool)
         )
+        self.embedded = (
+            np.concatenate([a.embedded for a in self.articles]) if self.articles else np.zeros(0, dtype=bool)
+        )
+        self.dim = dim
+
+    def ensure_vectors(self, indices: np.ndarray, embeddings: Embeddings) -> None:
+        """Embed the claims among `indices` that have no vector yet (one batch), and keep them."""
+        missing = np.unique(indices[~self.embedded[indices]])
+        if not len(missing):
+            return
+        vectors = _embed(embeddings, [self.claims[i].quote for i in missing])
+        if self.vectors.shape[1] != vectors.shape[1]:  # every stored claim was unembedded until now
+            self.vectors = np.zeros((len(self.claims), vectors.shape[1]), dtype=np.float32)
+        for i, vector in zip(missing.tolist(), vectors, strict=True):
+            a = int(self.owner[i])
+            article = self.articles[a]
+            local = i - self.starts[a]
+            article.claims[local].vector = vector
+            article.embedded[local] = True
+            article.changed = True
+            self.vectors[i] = vector
+        self.embedded[missing] = True
 
 
 # Negation candidates are compared in blocks of this many denials against every claim (a block's
@@ -534,14 +597,18 @@ def _term_matrix(term_sets: Sequence[frozenset[str]], vocabulary: dict[str, int]
 
 
 def negation_pairs(
-    corpus: _Corpus, denial_articles: set[int], holder_articles: set[int] | None
+    corpus: _Corpus, denial_articles: set[int], holder_articles: set[int] | None, embeddings: Embeddings
 ) -> set[tuple[int, int, int]]:
     """(denying article, denial number, holding claim) for every claim of another article that holds what
-    a denial denies: shares a word of the denied predicate, is closer to the assertion than to the denial,
-    and close enough (see `_holds`); not a denial itself, and not of an article that denies the same thing.
+    a denial denies: shares a word of the denied predicate (and of its subject, when it has one), is
+    closer to the assertion than to the denial, and close enough (see `_holds`); not a denial itself, and
+    not of an article that denies the same thing.
 
-    Only denials of `denial_articles` are compared, against claims of `holder_articles` (None: all), so a
-    re-ingest compares what changed and keeps the rest."""
+    Candidates are found by words first (sparse products of claims x words), and only they are embedded
+    and compared. Only denials of `denial_articles` are compared, against claims of `holder_articles`
+    (None: all), so a re-ingest compares what changed and keeps the rest."""
+    from scipy.sparse import diags
+
     found: set[tuple[int, int, int]] = set()
     rows = [(a, n) for a in sorted(denial_articles) for n in range(len(corpus.articles[a].denied))]
     if not rows or not len(corpus.claims):
@@ -556,11 +623,10 @@ def negation_pairs(
         return found
     vocabulary: dict[str, int] = {}
     for a, n in rows:
-        for word in corpus.articles[a].anchors[n]:
+        for word in corpus.articles[a].anchors[n] | corpus.articles[a].subjects[n]:
             vocabulary.setdefault(word, len(vocabulary))
     all_terms = [t for a in corpus.articles for t in a.terms]
-    claim_words = _term_matrix([all_terms[j] for j in columns], vocabulary)
-    column_vectors = corpus.vectors[columns]
+    claim_words = _term_matrix([all_terms[j] for j in columns], vocabulary).T.tocsr()
     column_owner = corpus.owner[columns]
     # Denials of each article, for "an article that denies the same thing agrees".
     denials_of = {
@@ -568,30 +634,40 @@ def negation_pairs(
         for i, a in enumerate(corpus.articles)
         if len(a.denied) and a.affirmed_vectors.size
     }
+    candidates: list[tuple[list[tuple[int, int]], np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(rows), BLOCK):
         block = rows[start : start + BLOCK]
-        anchors = _term_matrix([corpus.articles[a].anchors[n] for a, n in block], vocabulary)
-        shared = (anchors @ claim_words.T).tocoo()
-        if not shared.nnz:
-            continue
+        shared = _term_matrix([corpus.articles[a].anchors[n] for a, n in block], vocabulary) @ claim_words
+        subjects = [corpus.articles[a].subjects[n] for a, n in block]
+        if any(subjects):
+            about = (_term_matrix(subjects, vocabulary) @ claim_words) > 0
+            unconditioned = np.array([not subject for subject in subjects], dtype=np.float32)
+            # rows with a subject keep the pairs that also share a subject word; the others keep all
+            shared = shared.multiply(about) + diags(unconditioned) @ shared
+        shared = shared.tocoo()
+        block_owner = np.array([a for a, _ in block])
+        keep = column_owner[shared.col] != block_owner[shared.row]
+        r, c, count = shared.row[keep], shared.col[keep], shared.data[keep]
+        if len(r):
+            candidates.append((block, r, c, count))
+    if candidates:
+        corpus.ensure_vectors(
+            np.unique(np.concatenate([columns[c] for _, _, c, _ in candidates])), embeddings
+        )
+    column_vectors = corpus.vectors[columns]
+    for block, r, c, count in candidates:
         affirmed = np.stack([corpus.articles[a].affirmed_vectors[n] for a, n in block])
         denied = np.stack([corpus.vectors[corpus.starts[a] + corpus.articles[a].denied[n]] for a, n in block])
-        r, c, count = shared.row, shared.col, shared.data
-        similarity = np.einsum("ij,ij->i", affirmed[r], column_vectors[c])
-        keep = similarity >= np.where(count >= 2, NEGATION_ANCHORED, NEGATION_MATCH)
-        block_owner = np.array([a for a, _ in block])
-        keep &= column_owner[c] != block_owner[r]
-        r, c, similarity = r[keep], c[keep], similarity[keep]
-        if not len(r):
-            continue
-        keep = similarity > np.einsum("ij,ij->i", denied[r], column_vectors[c])
-        r, c = r[keep], c[keep]
+        keep = np.zeros(len(r), dtype=bool)
+        for at in range(0, len(r), 100_000):  # the gathered rows of a slice at a time, not all at once
+            part = slice(at, at + 100_000)
+            similarity = np.einsum("ij,ij->i", affirmed[r[part]], column_vectors[c[part]])
+            keep[part] = (similarity >= np.where(count[part] >= 2, NEGATION_ANCHORED, NEGATION_MATCH)) & (
+                similarity > np.einsum("ij,ij->i", denied[r[part]], column_vectors[c[part]])
+            )
         agreeing: dict[tuple[int, int], bool] = {}
-        for row, col in zip(r.tolist(), c.tolist(), strict=True):
+        for row, col in zip(r[keep].tolist(), c[keep].tolist(), strict=True):
             a, n = block[row]
-            subject = corpus.articles[a].subjects[n]
-            if subject and not subject & all_terms[columns[col]]:
-                continue
             holder_article = int(column_owner[col])
             key = (row, holder_article)
             if key not in agreeing:
@@ -628,7 +704,7 @@ def build_map(
         for sid, group in sorted(by_source.items())
     ]
     corpus = _Corpus(articles)
-    pairs = negation_pairs(corpus, set(range(len(articles))), None)
+    pairs = negation_pairs(corpus, set(range(len(articles))), None, embeddings)
     return map_from(corpus, pairs, embeddings, key, domain, dates)
 
 
@@ -1088,7 +1164,10 @@ def ensure_map(
             save_article(directory, article)
         analysed.append(article)
     corpus = _Corpus(analysed)
-    pairs = _update_pairs(directory, corpus)
+    pairs = _update_pairs(directory, corpus, embeddings)
+    for article in corpus.articles:
+        if article.changed:  # candidate holders embedded for this build: kept for the next
+            save_article(directory, article)
     _forget(cache_dir, directory, {a.key for a in corpus.articles})
     parsed = {sid: dt.date.fromisoformat(d) for sid, d in (dates or {}).items() if d}
     debate_map = map_from(corpus, pairs, embeddings, key, domain, parsed)
@@ -1102,7 +1181,7 @@ def ensure_map(
     return True, debate_map
 
 
-def _update_pairs(directory: Path, corpus: _Corpus) -> set[tuple[int, int, int]]:
+def _update_pairs(directory: Path, corpus: _Corpus, embeddings: Embeddings) -> set[tuple[int, int, int]]:
     """Negation pairs of the whole corpus: those between unchanged articles from the last build, the
     rest compared now; stored for the next build."""
     index = {a.key: i for i, a in enumerate(corpus.articles)}
@@ -1118,8 +1197,8 @@ def _update_pairs(directory: Path, corpus: _Corpus) -> set[tuple[int, int, int]]
     unchanged = {index[k] for k in before}
     changed = set(range(len(corpus.articles))) - unchanged
     if changed:
-        pairs |= negation_pairs(corpus, changed, None)
-        pairs |= negation_pairs(corpus, unchanged, changed)
+        pairs |= negation_pairs(corpus, changed, None, embeddings)
+        pairs |= negation_pairs(corpus, unchanged, changed, embeddings)
     owner = corpus.owner
     payload = {
         "articles": [a.key for a in corpus.articles],

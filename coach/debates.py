@@ -438,9 +438,8 @@ def analyse_article(
     chosen = np.flatnonzero(needed).tolist()
     texts = [claims[i].quote for i in chosen] + [d.affirmed for _, d in denied]
     vectors = _embed(embeddings, texts) if texts else np.zeros((0, 1), dtype=np.float32)
-    dim = vectors.shape[1] if len(texts) else 1
     for claim in claims:
-        claim.vector = np.zeros(dim, dtype=np.float32)
+        claim.vector = np.zeros(0, dtype=np.float32)
     for i, vector in zip(chosen, vectors[: len(chosen)], strict=True):
         claims[i].vector = vector
     is_denial = np.zeros(len(claims), dtype=bool)
@@ -474,7 +473,9 @@ def save_article(directory: Path, article: ArticleClaims) -> None:
         "subjects": [sorted(a) for a in article.subjects],
         "frequency": [list(f) if f else None for f in article.frequency],
     }
-    vectors = np.stack([c.vector for c in article.claims]) if article.claims else np.zeros((0, 1))
+    # only the claims embedded so far (most of a large library's are never needed)
+    rows = [c.vector for c, done in zip(article.claims, article.embedded, strict=True) if done]
+    vectors = np.stack(rows) if rows else np.zeros((0, 1))
     path = directory / f"{article.key}.npz"
     tmp = directory / f".{article.key}.tmp.npz"
     np.savez(
@@ -501,8 +502,10 @@ def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
     except (OSError, ValueError, KeyError):
         return None
     source_id = meta["source_id"]
+    full = np.zeros((len(meta["claims"]), vectors.shape[1]), dtype=np.float32)
+    full[embedded] = vectors
     claims = [
-        Claim(source_id, chunk_id, quote, clause, index, vectors[n])
+        Claim(source_id, chunk_id, quote, clause, index, full[n] if embedded[n] else np.zeros(0, np.float32))
         for n, (chunk_id, quote, clause, index) in enumerate(meta["claims"])
     ]
     return ArticleClaims(
@@ -543,7 +546,7 @@ class _Corpus:
         for a in self.articles:
             self.starts.append(total)
             total += len(a.claims)
-        dim = max((len(c.vector) for c in self.claims), default=1)
+        dim = max((len(c.vector) for c in self.claims), default=1)  # unembedded claims have none
         self.vectors = np.zeros((len(self.claims), dim), dtype=np.float32)
         for i, claim in enumerate(self.claims):
             if len(claim.vector) == dim:

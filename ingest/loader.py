@@ -7,6 +7,7 @@ verbatim in it) is skipped with one line naming the file and the reason; the res
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -58,6 +59,7 @@ class LoadedSource:
     verbatim_text: str  # what quotes are checked against: the repaired file, or trafilatura's text for HTML
     article: CleanArticle
     path: Path = field(default_factory=Path)
+    raw: str = ""  # raw_digest of the file and facts it was loaded from
 
     @property
     def sha(self) -> str:
@@ -79,9 +81,15 @@ def load_corpus(
     *,
     max_article_mb: float = DEFAULT_MAX_ARTICLE_MB,
     skipped: list[Skipped] | None = None,
+    known: dict[str, str] | None = None,
+    reused: dict[str, str] | None = None,
 ) -> list[LoadedSource]:
     """Every usable article under `corpus_dir`; the file stem is the source id. An unusable one is
-    appended to `skipped` (or logged, when the caller keeps no list) and the rest still load."""
+    appended to `skipped` (or logged, when the caller keeps no list) and the rest still load.
+
+    `known`: source id -> `raw_digest` of the version already indexed; an article whose file and facts
+    still have that digest is not read again, only listed in `reused` (id -> digest): re-ingesting a
+    large unchanged library reads bytes, not articles."""
     if not corpus_dir.is_dir():
         raise CorpusError(f"Corpus directory {corpus_dir} does not exist; set COACH_CORPUS_DIR.")
     catalogue = read_catalogue(corpus_dir)
@@ -97,11 +105,37 @@ def load_corpus(
                 f"Two articles share the source id {source_id!r}: {seen[source_id]} and {path}."
             )
         seen[source_id] = path
+        facts = catalogue.get(source_id, {})
         try:
-            loaded.append(load_article(path, catalogue.get(source_id, {}), max_article_mb=max_article_mb))
+            if known and source_id in known:
+                digest = raw_digest(path, facts)
+                if digest == known[source_id]:
+                    if reused is not None:
+                        reused[source_id] = digest
+                    continue
+            loaded.append(load_article(path, facts, max_article_mb=max_article_mb))
         except ArticleUnusable as exc:
             note_skipped(skipped, Skipped(path, str(exc)))
+        except OSError as exc:
+            note_skipped(skipped, Skipped(path, f"cannot be read ({exc.strerror or exc})"))
     return loaded
+
+
+@functools.cache
+def _code_version() -> str:
+    """The loader's and the cleaner's source: a change to either reads every article again."""
+    here = Path(__file__).parent
+    code = b"".join((here / name).read_bytes() for name in ("loader.py", "clean.py"))
+    return hashlib.sha256(code).hexdigest()
+
+
+def raw_digest(path: Path, facts: dict) -> str:
+    """Identity of what an article's chunks are made from: its bytes, its facts in sources.toml and this
+    code."""
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
+    digest.update(_code_version().encode())
+    return digest.hexdigest()
 
 
 def note_skipped(skipped: list[Skipped] | None, item: Skipped) -> None:
@@ -176,7 +210,9 @@ def load_article(path: Path, facts: dict, *, max_article_mb: float = DEFAULT_MAX
         published=_date(facts.get("published") or page_dates.get("published"), "published", path),
         updated=_date(facts.get("updated") or page_dates.get("updated"), "updated", path),
     )
-    return LoadedSource(source=source, verbatim_text=verbatim, article=article, path=path)
+    return LoadedSource(
+        source=source, verbatim_text=verbatim, article=article, path=path, raw=raw_digest(path, facts)
+    )
 
 
 # The article's sections come from cleaning (headings by format or by shape), so each is split on its own:

@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -101,6 +102,8 @@ def _write_snapshot(
             **ls.source.model_dump(mode="json"),
             "sha": ls.sha,
             "article": article_key(sid, [chunk_key(d) for d in docs[sid]]),
+            "raw": ls.raw,
+            "chunks": len(docs[sid]),
             "text": collapse(ls.verbatim_text),
         }
     snapshot = dict(sorted(snapshot.items()))
@@ -160,7 +163,20 @@ def run_ingest(
     from langchain_core.indexing import index
 
     skipped: list[Skipped] = []
-    loaded = load_corpus(settings.corpus_dir, max_article_mb=settings.max_article_mb, skipped=skipped)
+    previous = read_snapshot(settings)
+    # Articles whose file and facts are those already indexed are not read again (their chunks, claims
+    # and terms are stored): a re-ingest of a large library works on what changed.
+    known = (
+        {} if rebuild else {sid: e["raw"] for sid, e in previous.items() if e.get("raw") and e.get("article")}
+    )
+    reused: dict[str, str] = {}
+    loaded = load_corpus(
+        settings.corpus_dir,
+        max_article_mb=settings.max_article_mb,
+        skipped=skipped,
+        known=known,
+        reused=reused,
+    )
     domain = load_domain(settings.corpus_dir)
     usable: list[LoadedSource] = []
     docs_by_source: dict[str, list[Document]] = {}
@@ -171,9 +187,9 @@ def run_ingest(
             note_skipped(skipped, Skipped(ls.path, str(exc)))
             continue
         usable.append(ls)
-    previous = read_snapshot(settings)
     kept = {} if rebuild else {s.path.stem: previous[s.path.stem] for s in skipped if s.path.stem in previous}
-    if not usable and not kept:
+    carried = {sid: previous[sid] for sid in reused}
+    if not usable and not kept and not carried:
         lines = "; ".join(s.line() for s in skipped)
         raise CorpusError(f"No usable articles in {settings.corpus_dir}: {lines}.")
     docs = [doc for ls in usable for doc in docs_by_source[ls.source.source_id]]
@@ -185,6 +201,19 @@ def run_ingest(
         manager.delete_keys(manager.list_keys())
     store.vectorstore  # noqa: B018 - creates the collection with our model's identity, or refuses a foreign one
     _reconcile(store, manager)
+    # An article not read again must still be whole in the index (records lost with their vectors, or a
+    # store emptied by hand): any that is not is read and indexed like a changed one.
+    recorded = Counter(_source_of(key) for key in manager.list_keys())
+    for sid in [sid for sid, entry in carried.items() if recorded[sid] != entry.get("chunks")]:
+        del carried[sid]
+        try:
+            ls = _reload(settings, sid)
+            docs_by_source[sid] = chunk_source(ls)
+        except ArticleUnusable as exc:
+            note_skipped(skipped, Skipped(settings.corpus_dir / sid, str(exc)))
+            continue
+        usable.append(ls)
+        docs.extend(docs_by_source[sid])
 
     if on_start:
         on_start(len(docs))
@@ -201,7 +230,7 @@ def run_ingest(
             key_encoder=chunk_key,
             batch_size=64,
         )
-        deleted = _remove_gone(store, manager, set(docs_by_source) | set(kept))
+        deleted = _remove_gone(store, manager, set(docs_by_source) | set(kept) | set(carried))
     except CoachError:
         raise
     except Exception as exc:
@@ -212,7 +241,7 @@ def run_ingest(
             f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
         ) from exc
     index_seconds = time.perf_counter() - started
-    snapshot = _write_snapshot(settings, usable, docs_by_source, kept)
+    snapshot = _write_snapshot(settings, usable, docs_by_source, {**kept, **carried})
     write_domain(settings, domain)
     chunks = {
         sid: [chunk_from(chunk_key(d), d.page_content, d.metadata) for d in group]
@@ -233,12 +262,11 @@ def run_ingest(
             1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] != sha
         ),
         sources_deleted=sum(1 for sid in previous if sid not in snapshot),
-        sources_unchanged=sum(
-            1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] == sha
-        ),
+        sources_unchanged=len(carried)
+        + sum(1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] == sha),
         chunks_embedded=counter.documents_embedded,
         chunks_deleted=result["num_deleted"] + deleted,
-        chunks_unchanged=result["num_skipped"],
+        chunks_unchanged=result["num_skipped"] + sum(int(e.get("chunks", 0)) for e in carried.values()),
         chunks_total=store.count(),
         debates_rebuilt=rebuilt,
         disagreements=len(debate_map.disagreements),
@@ -265,6 +293,15 @@ class TimedEmbeddings(NamedEmbeddings):
             return super().embed_documents(texts)
         finally:
             self.seconds += time.perf_counter() - started
+
+
+def _reload(settings: Settings, source_id: str) -> LoadedSource:
+    """Read one article that load_corpus passed over as unchanged."""
+    from ingest.loader import ARTICLE_SUFFIXES, load_article, read_catalogue
+
+    [path] = [p for p in settings.corpus_dir.glob(f"{source_id}.*") if p.suffix.lower() in ARTICLE_SUFFIXES]
+    facts = read_catalogue(settings.corpus_dir).get(source_id, {})
+    return load_article(path, facts, max_article_mb=settings.max_article_mb)
 
 
 def _source_of(key: str) -> str:
@@ -322,13 +359,23 @@ def update_maps(
 def _update_lexical(
     settings: Settings, articles: dict[str, str], chunks_of: Callable[[str], list[Chunk]]
 ) -> None:
-    """Store the BM25 index of every chunk, unless the stored one already is of these articles; terms of
-    chunks the stored index has are reused, so only changed chunks are tokenised."""
+    """Store the BM25 index of every chunk, unless the stored one already is of these articles. Sources
+    this run did not read come from the stored index (when it has them as they are), and the terms of
+    chunks it has are reused, so only changed chunks are tokenised."""
     key = lexical_key(articles)
     if stored_key(settings.lexical_dir) == key:
         return
+    stored = LexicalIndex.load(settings.lexical_dir)
+    by_source: dict[str, list[Chunk]] = {}
+    for chunk in stored[0].chunks if stored else []:
+        by_source.setdefault(chunk.source_id, []).append(chunk)
     known = stored_terms(settings.lexical_dir)
-    all_chunks = [c for sid in sorted(articles) for c in chunks_of(sid)]
+    all_chunks: list[Chunk] = []
+    for sid in sorted(articles):
+        group = by_source.get(sid, [])
+        if article_key(sid, [c.chunk_id for c in group]) != articles[sid]:
+            group = chunks_of(sid)
+        all_chunks.extend(group)
     tokenized = [known.get(c.chunk_id) or chunk_terms(c) for c in all_chunks]
     LexicalIndex(all_chunks, tokenized).save(settings.lexical_dir, key)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from coach.settings import PROJECT_ROOT
 from coach.text import collapse
+from ingest.clean import clean_html
 from ingest.loader import read_article
 
 CORPUS = PROJECT_ROOT / "corpus"
@@ -14,10 +15,16 @@ CORPUS = PROJECT_ROOT / "corpus"
 
 def source_text(source_id: str, corpus: Path = CORPUS) -> str:
     """The source file's text as quotes must match it: white space collapsed, after the repair every
-    article gets at load (mojibake fixed, invisible characters dropped, NFC; identity on clean text)."""
+    article gets at load (mojibake fixed, invisible characters dropped, NFC; identity on clean text),
+    and for HTML the page's extracted text."""
     matches = sorted(p for p in corpus.glob(f"{source_id}.*") if p.suffix != ".toml")
     assert matches, f"no source file for {source_id}"
-    return collapse(read_article(matches[0], max_article_mb=1000))
+    text = read_article(matches[0], max_article_mb=1000)
+    if matches[0].suffix.lower() in (".html", ".htm"):
+        # an HTML page's text is its main content as trafilatura extracts it (list items numbered, tags
+        # gone): what ingest indexes and quotes from
+        text = clean_html(text, title="")[1]
+    return collapse(text)
 
 
 def assert_contract(payload: dict, corpus: Path = CORPUS) -> None:

@@ -483,10 +483,8 @@ def save_article(directory: Path, article: ArticleClaims) -> None:
         meta=np.array(json.dumps(meta, ensure_ascii=False)),
         vectors=vectors.astype(np.float32),
         affirmed=article.affirmed_vectors.astype(np.float32),
-        is_denial=article.is_denial,
-        symptom=article.symptom,
-        fix=article.fix,
-        embedded=article.embedded,
+        # the four marks in one array: each array of an .npz costs a header parse to read
+        flags=np.stack([article.is_denial, article.symptom, article.fix, article.embedded]).astype(bool),
     )
     tmp.replace(path)
     article.changed = False
@@ -497,8 +495,7 @@ def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
         with np.load(directory / f"{key}.npz", allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             vectors, affirmed = data["vectors"], data["affirmed"]
-            is_denial, symptom, fix = data["is_denial"], data["symptom"], data["fix"]
-            embedded = data["embedded"]
+            is_denial, symptom, fix, embedded = data["flags"]
     except (OSError, ValueError, KeyError):
         return None
     source_id = meta["source_id"]
@@ -604,7 +601,7 @@ def negation_pairs(
 ) -> set[tuple[int, int, int]]:
     """(denying article, denial number, holding claim) for every claim of another article that holds what
     a denial denies: shares a word of the denied predicate (and of its subject, when it has one), is
-    closer to the assertion than to the denial, and close enough (see `_holds`); not a denial itself, and
+    closer to the assertion than to the denial, and close enough (cosine at least NEGATION_MATCH, or NEGATION_ANCHORED when two words of the predicate are shared); not a denial itself, and
     not of an article that denies the same thing.
 
     Candidates are found by words first (sparse products of claims x words), and only they are embedded
@@ -690,7 +687,7 @@ def build_map(
     dates: dict[str, dt.date] | None = None,
 ) -> DebateMap:
     """Find every disagreement among the sources' claims; the domain file's topic names label them.
-    (Every article analysed afresh; ingest keeps each article's analysis instead: `MapBuilder`.)"""
+    (Every article analysed afresh; ingest keeps each article's analysis instead: `ensure_map`.)"""
     domain = domain or Domain()
     by_source: dict[str, list[Chunk]] = {}
     for chunk in chunks:
@@ -793,20 +790,6 @@ def _negations(corpus: _Corpus, pairs: set[tuple[int, int, int]], stopwords: fro
         topic = f"Is it true that {_lower_first(article.affirmed[n].rstrip('.!'))}?"
         found.append(([("Yes", held), ("No", _elaborate(by_pos, [claim], stopwords))], "negation", topic))
     return found
-
-
-def _holds(other: Claim, den: Denial, affirmed: np.ndarray, denied: np.ndarray) -> bool:
-    """Whether a sentence asserts what a denial denies: close to the assertion, closer to it than to the
-    denial itself, and sharing a content word of the denied predicate (`negation_pairs` applies the same
-    test to every pair at once)."""
-    words = set(terms(other.clause))
-    shared = len(den.anchor & words)
-    similarity = float(other.vector @ affirmed)
-    if den.subject and not den.subject & words:
-        return False
-    if not shared or similarity <= float(other.vector @ denied):
-        return False
-    return similarity >= (NEGATION_ANCHORED if shared >= 2 else NEGATION_MATCH)
 
 
 def _frequencies(corpus: _Corpus) -> list[Found]:
@@ -965,13 +948,6 @@ def _merge(found: list[Found]) -> list[Found]:
             if target not in by_quote[(rule, q)]:
                 by_quote[(rule, q)].append(target)
     return [g.result() for g in groups]
-
-
-def _unique(claims: list[Claim]) -> list[Claim]:
-    seen: dict[str, Claim] = {}
-    for c in claims:
-        seen.setdefault(c.quote, c)
-    return list(seen.values())
 
 
 def _finish(

@@ -111,8 +111,9 @@ def _write_snapshot(
     return snapshot
 
 
-def _reconcile(store: ChunkStore, manager) -> None:  # noqa: ANN001
-    """Make the record manager and the collection agree after a crash or a lost index.
+def _reconcile(store: ChunkStore, manager) -> set[str]:  # noqa: ANN001
+    """Make the record manager and the collection agree after a crash or a lost index; the keys recorded
+    after it.
 
     Records without vectors are forgotten (so they get embedded again); vectors without records are
     deleted (so cleanup can never miss them).
@@ -127,6 +128,7 @@ def _reconcile(store: ChunkStore, manager) -> None:  # noqa: ANN001
     if orphans:
         log.warning("deleting %d vectors with no record", len(orphans))
         store.delete(sorted(orphans))
+    return recorded - stale_records
 
 
 def _counting(docs: list[Document], on_doc: Callable[[], None] | None) -> Iterator[Document]:
@@ -200,10 +202,10 @@ def run_ingest(
     if rebuild:
         manager.delete_keys(manager.list_keys())
     store.vectorstore  # noqa: B018 - creates the collection with our model's identity, or refuses a foreign one
-    _reconcile(store, manager)
+    keys = _reconcile(store, manager)
     # An article not read again must still be whole in the index (records lost with their vectors, or a
     # store emptied by hand): any that is not is read and indexed like a changed one.
-    recorded = Counter(_source_of(key) for key in manager.list_keys())
+    recorded = Counter(_source_of(key) for key in keys)
     for sid in [sid for sid, entry in carried.items() if recorded[sid] != entry.get("chunks")]:
         del carried[sid]
         try:
@@ -230,7 +232,8 @@ def run_ingest(
             key_encoder=chunk_key,
             batch_size=64,
         )
-        deleted = _remove_gone(store, manager, set(docs_by_source) | set(kept) | set(carried))
+        # keys from before indexing: indexing adds and deletes keys only of sources in this run
+        deleted = _remove_gone(store, manager, keys, set(docs_by_source) | set(kept) | set(carried))
     except CoachError:
         raise
     except Exception as exc:
@@ -308,9 +311,9 @@ def _source_of(key: str) -> str:
     return key.rsplit(":", 1)[0]
 
 
-def _remove_gone(store: ChunkStore, manager, sources: set[str]) -> int:  # noqa: ANN001
+def _remove_gone(store: ChunkStore, manager, keys: set[str], sources: set[str]) -> int:  # noqa: ANN001
     """Delete the chunks (and records) of sources no longer in the corpus; how many."""
-    gone = [key for key in manager.list_keys() if _source_of(key) not in sources]
+    gone = sorted(key for key in keys if _source_of(key) not in sources)
     for start in range(0, len(gone), 5000):
         batch = gone[start : start + 5000]
         store.delete(batch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from coach.models import Answer, Source
 
@@ -25,7 +25,13 @@ def _marks(numbers: Iterable[int]) -> str:
     return "".join(f"[{n}]" for n in numbers)
 
 
-def render_answer(answer: Answer) -> str:
+def _dated(title: str, source_id: str, dates: Mapping[str, str] | None) -> str:
+    """A source's title with its date when sources.toml (or the page) gives one."""
+    when = (dates or {}).get(source_id)
+    return f"{esc(title)} ({esc(when)})" if when else esc(title)
+
+
+def render_answer(answer: Answer, dates: Mapping[str, str] | None = None) -> str:
     """The answer as HTML: paragraphs kept, a heading line ("What you can do:") in bold, urgent advice in
     bold, citation marks as they are, then one line naming the sources behind the marks."""
     paragraphs = [p.strip() for p in answer.answer.split("\n\n") if p.strip()]
@@ -40,21 +46,22 @@ def render_answer(answer: Answer) -> str:
         else:
             rendered.append(esc(paragraph))
     if answer.citations:
-        by_title: dict[str, list[int]] = {}
+        by_title: dict[tuple[str, str], list[int]] = {}
         for citation in answer.citations:
-            by_title.setdefault(citation.title, []).append(citation.n)
-        lines = [f"{_marks(ns)} {esc(title)}" for title, ns in by_title.items()]
+            by_title.setdefault((citation.title, citation.source_id), []).append(citation.n)
+        lines = [f"{_marks(ns)} {_dated(title, sid, dates)}" for (title, sid), ns in by_title.items()]
         rendered.append("<i>Sources: " + "; ".join(lines) + "</i>")
     return "\n\n".join(rendered)
 
 
-def render_sources(answer: Answer) -> str:
-    """The quoted passages behind an answer's marks."""
+def render_sources(answer: Answer, dates: Mapping[str, str] | None = None) -> str:
+    """The quoted passages behind an answer's marks, each source with its date when known."""
     if not answer.citations:
         return "This answer quotes no passages."
     blocks = ["<b>Sources</b>"]
     for c in answer.citations:
-        blocks.append(f"<b>[{c.n}]</b> <i>{esc(c.title)}</i>\n<blockquote>{esc(c.quote)}</blockquote>")
+        title = _dated(c.title, c.source_id, dates)
+        blocks.append(f"<b>[{c.n}]</b> <i>{title}</i>\n<blockquote>{esc(c.quote)}</blockquote>")
     return "\n\n".join(blocks)
 
 
@@ -79,7 +86,10 @@ def render_source_list(sources: Sequence[Source]) -> str:
     lines = []
     for s in sources:
         by = ", ".join(s.authors) or s.publisher or ""
-        lines.append(f"• <i>{esc(s.title)}</i>" + (f" — {esc(by)}" if by else ""))
+        when = s.dated.isoformat() if s.dated else ""
+        lines.append(
+            f"• <i>{esc(s.title)}</i>" + (f" — {esc(by)}" if by else "") + (f" ({when})" if when else "")
+        )
     return "\n".join(lines)
 
 

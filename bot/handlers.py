@@ -257,7 +257,12 @@ async def question(update: Update, context: CoachContext) -> None:
                 await send_html(context, chat.id, html.escape(str(exc)))
                 return
         key = context.answers.put(answer)
-        await send_html(context, chat.id, render_answer(answer), reply_markup=answer_keyboard(key, answer))
+        await send_html(
+            context,
+            chat.id,
+            render_answer(answer, context.coach.source_dates()),
+            reply_markup=answer_keyboard(key, answer),
+        )
         await remember(context, chat.id, answer)
     finally:
         context.gate.done(user.id)
@@ -310,7 +315,11 @@ async def button(update: Update, context: CoachContext) -> None:
     await query.answer()
     if update.effective_chat is None:
         return
-    text = render_sources(answer) if kind == SOURCES else render_disagreements(answer)
+    text = (
+        render_sources(answer, context.coach.source_dates())
+        if kind == SOURCES
+        else render_disagreements(answer)
+    )
     await send_html(context, update.effective_chat.id, text)
 
 

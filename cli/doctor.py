@@ -188,8 +188,9 @@ def check_corpus(settings: BotSettings) -> Check:
     from coach.storage import read_snapshot
     from ingest.loader import load_corpus
 
+    skipped: list = []
     try:
-        loaded = load_corpus(settings.corpus_dir)
+        loaded = load_corpus(settings.corpus_dir, max_article_mb=settings.max_article_mb, skipped=skipped)
     except CoachError as exc:
         return Check(
             name="corpus",
@@ -199,6 +200,8 @@ def check_corpus(settings: BotSettings) -> Check:
         )
     current = {ls.source.source_id: ls.sha for ls in loaded}
     found = f"{len(loaded)} articles in {settings.corpus_dir}"
+    if skipped:  # ingest skips them too (keeping a version indexed before): said, not a failure
+        found += f" ({len(skipped)} skipped: {'; '.join(s.line() for s in skipped)})"
     snapshot = read_snapshot(settings)
     if not snapshot:
         return Check(
@@ -209,7 +212,7 @@ def check_corpus(settings: BotSettings) -> Check:
         )
     indexed = {sid: entry.get("sha") for sid, entry in snapshot.items()}
     added = sorted(set(current) - set(indexed))
-    removed = sorted(set(indexed) - set(current))
+    removed = sorted(set(indexed) - set(current) - {s.path.stem for s in skipped})
     changed = sorted(sid for sid in set(current) & set(indexed) if current[sid] != indexed[sid])
     if added or removed or changed:
         parts = [

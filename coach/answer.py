@@ -21,7 +21,7 @@ from coach.backends import (
     format_passages,
 )
 from coach.cues import load_cues, spell_out
-from coach.debates import DebateMap, MapDisagreement, map_key, read_map
+from coach.debates import DebateMap, MapDisagreement, map_key, read_map, source_dates
 from coach.domain import Domain, read_domain
 from coach.embeddings import NamedEmbeddings, load_minilm
 from coach.errors import IndexNotReady, StoreError
@@ -35,7 +35,7 @@ from coach.llm import BackendUnavailable, ChatBackend
 from coach.lookup import gather
 from coach.models import Answer, Citation, Disagreement, Position, Source, Turn
 from coach.prompts import prompts
-from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval
+from coach.retrieval import HybridRetriever, LexicalIndex, Mode, Retrieval, lexical_key
 from coach.routines import ExerciseNames, Library, library_key, read_library
 from coach.safety import (
     RedFlag,
@@ -92,15 +92,18 @@ class CoachService:
         domain: Domain | None = None,
         anchors: list[list[float]] | None = None,
         knowledge: Knowledge | None = None,
+        lexical: LexicalIndex | None = None,
     ) -> None:
         self.settings = settings
         self.domain = domain or Domain()
         self.embeddings = embeddings
         self.store = store
         self.snapshot = snapshot
-        self.lexical = LexicalIndex(store.all_chunks())
+        # `open` passes the index ingest stored; without one it is built from the store's chunks.
+        self.lexical = lexical if lexical is not None else LexicalIndex(store.all_chunks())
         self.retriever = HybridRetriever(store, embeddings, self.lexical, self.domain)
         self._source_texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
+        self._dates: dict[str, str] | None = None
         self._titles = {sid: entry.get("title", sid) for sid, entry in snapshot.items()}
         self.grounder = Grounder(embeddings, self._source_texts, self._titles)
         self.extractive = ExtractiveBackend(
@@ -160,7 +163,8 @@ class CoachService:
         shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
         domain = read_domain(settings)
         debate_map = read_map(settings.data_dir)
-        if domain is None or debate_map is None or debate_map.key != map_key(shas, embeddings.name, domain):
+        key = map_key(shas, embeddings.name, domain, source_dates(snapshot))
+        if domain is None or debate_map is None or debate_map.key != key:
             raise IndexNotReady(
                 f"The disagreement map in {settings.data_dir} is missing or older than the index; "
                 "run `coach ingest` to rebuild it."
@@ -178,6 +182,13 @@ class CoachService:
                 "run `coach ingest` to rebuild them."
             )
         anchors = read_anchors(settings.data_dir, embeddings.name)  # missing: embedded when first needed
+        stored = LexicalIndex.load(settings.lexical_dir)
+        articles = {sid: entry.get("article", "") for sid, entry in snapshot.items()}
+        if stored is None or stored[1] != lexical_key(articles):
+            raise IndexNotReady(
+                f"The lexical index in {settings.lexical_dir} is missing or older than the index; "
+                "run `coach ingest` to rebuild it."
+            )
         return cls(
             settings,
             embeddings,
@@ -188,6 +199,7 @@ class CoachService:
             domain=domain,
             anchors=anchors,
             knowledge=Knowledge(statements),
+            lexical=stored[0],
         )
 
     @property
@@ -206,6 +218,21 @@ class CoachService:
     def sources(self) -> list[Source]:
         keys = Source.model_fields.keys()
         return [Source(**{k: v for k, v in entry.items() if k in keys}) for entry in self.snapshot.values()]
+
+    def source_dates(self) -> dict[str, str]:
+        """Each dated source's date as shown beside its citations ("2021-04-30", "updated 2023-01-09")."""
+        if self._dates is not None:
+            return self._dates
+        out = {}
+        for source in self.sources():
+            if source.updated and source.published and source.updated != source.published:
+                out[source.source_id] = (
+                    f"{source.published.isoformat()}, updated {source.updated.isoformat()}"
+                )
+            elif source.dated:
+                out[source.source_id] = source.dated.isoformat()
+        self._dates = out
+        return out
 
     def debates(self) -> list[dict]:
         """The whole disagreement map in the `coach debates --json` shape (ARCHITECTURE.md)."""
@@ -430,7 +457,8 @@ class CoachService:
         citations = list(citations)
         numbers = {(c.chunk_id, collapse(c.quote)): c.n for c in citations}
         found: list[Disagreement] = []
-        for entry in self.debate_map.relevant(vector):
+        retrieved = {hit.chunk.chunk_id for hit in retrieval.hits}
+        for entry in self.debate_map.relevant(vector, retrieved=retrieved):
             if not self._concerns(entry, retrieval, citations, reading):
                 continue
             added: list[Citation] = []

@@ -19,17 +19,19 @@ names what the rules find; the rules find disagreements nobody listed.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from coach.domain import Domain
 from coach.models import Chunk, DisagreementKind
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 ALGORITHM = "debates-v1"  # part of the map's key, with this file's own hash: new rules rebuild stored maps
 MAP_FILE = "debates.json"
 MIN_WORDS = 5  # shorter sentences (bare list items, headings) state no claim
+MAX_CLAIM_CHARS = 600  # longer "sentences" are run-on text (a list without stops): no one claim, and the
+# rules' regular expressions would backtrack over them
 
 # Thresholds on cosine similarity (all-MiniLM-L6-v2, normalised), measured on the five articles and
 # the synthetic test articles; see README "Where the sources disagree".
@@ -58,6 +62,7 @@ MERGE = 0.85  # two disagreements of one rule whose claims are this close are on
 # subject unrelated sentences sit near 0.7, and two entries are better than one wrongly merged)
 TOPIC_MATCH = 0.55  # a topic name of the domain file this close to a disagreement names it
 LOOKUP_MATCH = 0.62  # a question this close to a disagreement's topic or evidence gets it...
+RETRIEVED_MATCH = 0.5  # ...or this close, when the question retrieved the evidence of two of its sides
 LOOKUP_MARGIN = 0.08  # ...unless another disagreement is closer by more than this (every article here is
 # about glutes, so everything is a little close to everything)
 
@@ -122,8 +127,12 @@ _UNNEGATE = {
 class Denial:
     affirmed: str  # the assertion the sentence denies
     anchor: set[str]  # content words of the denied predicate
+    # Content words of what the denial is about (its subject); a sentence holding the denied view speaks
+    # of it too, unless the subject is only the library's own subject or a pronoun (empty: no condition).
+    subject: frozenset[str] = frozenset()
 
 
+_RELATIVE_END = re.compile(r"\b(?:that|which|who)\s+$", re.IGNORECASE)
 _LEAD = re.compile(
     r"^(?:in fact|however|actually|in reality|in truth|indeed|but|so|yet|still|instead|contrary to popular belief),?\s+",
     re.IGNORECASE,
@@ -138,10 +147,15 @@ def denial(clause: str, stopwords: frozenset[str] = frozenset()) -> Denial | Non
     match = _NOT_X.match(clause)
     if match:
         tail = match.group("tail")
-        return Denial(affirmed=f"{match.group('head')} {tail}.", anchor=set(terms(tail)))
+        subject = frozenset(terms(match.group("head"))) - stopwords
+        return Denial(affirmed=f"{match.group('head')} {tail}.", anchor=set(terms(tail)), subject=subject)
     neg = _NEGATION.search(clause)
     if not neg or _CONDITIONAL.match(clause) or _IMPERATIVE.match(clause) or "," in clause[: neg.start()]:
         return None
+    if _RELATIVE_END.search(clause[: neg.start()]):
+        return None  # "calves that cannot absorb the shock": a relative clause, not what the sentence says
+    if not terms(clause[: neg.start()]):
+        return None  # "it is not a sign ...": what "it" is lies in another sentence; nothing to compare
     word = collapse(neg.group(0).lower())
     replacement = _UNNEGATE.get(word, "")
     rest = clause[neg.end() :]
@@ -151,7 +165,8 @@ def denial(clause: str, stopwords: frozenset[str] = frozenset()) -> Denial | Non
     # The denied predicate proper: up to a comma or a relative clause ("..., which builds your base").
     predicate = re.split(r",|;|\b(?:which|that|who|because)\b", clause[neg.end() :], maxsplit=1)[0]
     anchor = set(terms(predicate)) - stopwords
-    return Denial(affirmed=affirmed, anchor=anchor) if anchor else None
+    subject = frozenset(terms(clause[: neg.start()])) - stopwords
+    return Denial(affirmed=affirmed, anchor=anchor, subject=subject) if anchor else None
 
 
 def _third_person(verb: str) -> str:
@@ -175,7 +190,10 @@ _PER_WEEK = re.compile(
     re.IGNORECASE,
 )
 _DAILY = re.compile(r"\b(daily|every day|each day|per day|a day)\b", re.IGNORECASE)
-_WEEKLY = re.compile(r"\b(weekly|every week)\b", re.IGNORECASE)
+# "weekly mileage" is an amount, not how often to train
+_WEEKLY = re.compile(
+    r"\b(weekly|every week)\b(?!\s+(?:mileage|distance|volume|totals?|miles|kilomet))", re.IGNORECASE
+)
 _EVERY_OTHER = re.compile(r"\bevery other day\b", re.IGNORECASE)
 
 
@@ -251,22 +269,43 @@ class DebateMap(BaseModel):
     key: str
     claims: int = 0
     disagreements: list[MapDisagreement] = Field(default_factory=list)
+    _lookup: tuple[np.ndarray, np.ndarray] | None = PrivateAttr(default=None)
 
-    def relevant(self, question_vector: Sequence[float], *, limit: int = 2) -> list[MapDisagreement]:
-        """The disagreements a question is about: its embedding near a topic or an evidence sentence.
+    def relevant(
+        self,
+        question_vector: Sequence[float],
+        *,
+        limit: int = 2,
+        retrieved: frozenset[str] | set[str] = frozenset(),
+    ) -> list[MapDisagreement]:
+        """The disagreements a question is about: its embedding near a topic or an evidence sentence,
+        or fairly near (RETRIEVED_MATCH) when retrieval for the question found the evidence chunks of
+        two of its sides (`retrieved`: chunk ids), as it does when a typo ("streches") costs the
+        question's embedding its closeness.
 
         Cheap by design (a few dot products): the question vector is the one retrieval computed.
         """
-        q = np.asarray(question_vector, dtype=np.float32)
-        scored = []
-        for d in self.disagreements:
-            if not d.vectors:
-                continue
-            best = float(np.max(np.asarray(d.vectors, dtype=np.float32) @ q))
-            if best >= LOOKUP_MATCH:
-                scored.append((best, d))
+        if self._lookup is None:  # one matrix of every vector, built on the first question
+            rows = [(i, v) for i, d in enumerate(self.disagreements) for v in d.vectors]
+            matrix = np.asarray([v for _, v in rows], dtype=np.float32).reshape(len(rows), -1)
+            self._lookup = (matrix, np.asarray([i for i, _ in rows], dtype=np.int64))
+        matrix, owners = self._lookup
+        if not len(owners):
+            return []
+        scores = matrix @ np.asarray(question_vector, dtype=np.float32)
+        best = np.full(len(self.disagreements), -np.inf, dtype=np.float32)
+        np.maximum.at(best, owners, scores)
+        scored = [
+            (float(best[i]), d)
+            for i, d in enumerate(self.disagreements)
+            if best[i] >= LOOKUP_MATCH or (best[i] >= RETRIEVED_MATCH and _sides_retrieved(d, retrieved) >= 2)
+        ]
         scored.sort(key=lambda p: -p[0])
         return [d for score, d in scored[:limit] if score >= scored[0][0] - LOOKUP_MARGIN]
+
+
+def _sides_retrieved(d: MapDisagreement, retrieved: frozenset[str] | set[str]) -> int:
+    return sum(any(e.chunk_id in retrieved for e in p.evidence) for p in d.positions)
 
 
 @dataclass
@@ -279,9 +318,14 @@ class Claim:
     vector: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
 
-def map_key(source_shas: dict[str, str], model_name: str, domain: Domain | None = None) -> str:
-    """Identity of the corpus a map was built from: every source's sha, the model, the rule set and the
-    library's domain file (its topic names and stopwords)."""
+def map_key(
+    source_shas: dict[str, str],
+    model_name: str,
+    domain: Domain | None = None,
+    dates: dict[str, str] | None = None,
+) -> str:
+    """Identity of the corpus a map was built from: every source's sha and date, the model, the rule set
+    and the library's domain file (its topic names and stopwords)."""
     rules = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     payload = json.dumps(
         {
@@ -290,10 +334,21 @@ def map_key(source_shas: dict[str, str], model_name: str, domain: Domain | None 
             "algorithm": ALGORITHM,
             "rules": rules,
             "domain": (domain or Domain()).digest,
+            "dates": {k: v for k, v in (dates or {}).items() if v},
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def source_dates(snapshot: dict[str, dict]) -> dict[str, str]:
+    """Each source's date as the map uses it (its last revision, else its publication), ISO strings."""
+    out = {}
+    for sid, entry in snapshot.items():
+        date = entry.get("updated") or entry.get("published")
+        if date:
+            out[sid] = str(date)
+    return out
 
 
 def extract_claims(chunks: Sequence[Chunk], source_texts: dict[str, str]) -> list[Claim]:
@@ -308,12 +363,322 @@ def extract_claims(chunks: Sequence[Chunk], source_texts: dict[str, str]) -> lis
         for line in chunk.text.splitlines():
             for sentence in split_sentences(line.strip()):
                 quote = collapse(strip_marker(sentence))
-                if len(_WORD.findall(quote)) < MIN_WORDS or quote not in haystack or reported(quote):
+                if (
+                    len(quote) > MAX_CLAIM_CHARS
+                    or len(_WORD.findall(quote)) < MIN_WORDS
+                    or quote not in haystack
+                    or reported(quote)
+                ):
                     continue
                 index = counters.get(chunk.source_id, 0)
                 counters[chunk.source_id] = index + 1
                 claims.append(Claim(chunk.source_id, chunk.chunk_id, quote, main_clause(quote), index))
     return claims
+
+
+# --- claims of one article, computed once and kept ----------------------------------------------------
+@dataclass
+class ArticleClaims:
+    """One article's claims with everything the rules need from them alone: their vectors, their words,
+    what each denies (and its vector), frequencies and the symptom and fix marks. Computed once per
+    article and stored by the article's key (its chunks' ids), so re-ingest recomputes changed ones only."""
+
+    key: str
+    source_id: str
+    claims: list[Claim]
+    terms: list[frozenset[str]]  # content words of each claim's main clause (anchor matching)
+    denied: list[int]  # claims whose clause denies something (not a symptom claim): the denial rule's
+    affirmed: list[str]  # ...what each denies,
+    anchors: list[frozenset[str]]  # ...the content words of the denied predicate and of its subject,
+    subjects: list[frozenset[str]]
+    affirmed_vectors: np.ndarray  # ...and that assertion's vector
+    is_denial: np.ndarray  # bool per claim: the clause denies something (never holds what is denied)
+    frequency: list[tuple[float, str] | None]
+    symptom: np.ndarray  # bool per claim
+    fix: np.ndarray  # bool per claim
+    # Which claims have their vector yet: those the rules use alone (denials and the sentence after each,
+    # frequencies, symptom and fix claims) at analysis; any other only once it is a candidate holder of
+    # some denial (shares its words), so most sentences of a large library are never embedded.
+    embedded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    changed: bool = False  # vectors were added since it was stored
+
+
+def article_key(source_id: str, chunk_ids: Sequence[str]) -> str:
+    """An article's identity for the stored claims: its id and its chunks (content hashes)."""
+    payload = json.dumps([source_id, sorted(chunk_ids)])
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def claims_key(model_name: str, domain: Domain | None = None) -> str:
+    """What stored claims depend on besides the article: the model, these rules, the domain's stopwords."""
+    rules = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    payload = json.dumps([model_name, ALGORITHM, rules, (domain or Domain()).digest])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def analyse_article(
+    key: str,
+    source_id: str,
+    chunks: Sequence[Chunk],
+    source_text: str,
+    embeddings: Embeddings,
+    stopwords: frozenset[str],
+) -> ArticleClaims:
+    """One article's claims and what each rule needs of them; the claims a rule uses alone are embedded
+    now, in one batch (other claims when they become candidates: `_Corpus.ensure_vectors`)."""
+    claims = extract_claims(chunks, {source_id: source_text})
+    denials = [(c.index, d) for c in claims if (d := denial(c.clause, stopwords)) is not None]
+    denied = [(i, d) for i, d in denials if not _SYMPTOM.search(claims[i].quote)]
+    frequencies = [frequency(c.clause) for c in claims]
+    symptom = np.array([bool(_SYMPTOM.search(c.quote)) for c in claims], dtype=bool)
+    fix = np.array([bool(_FIX.search(c.clause)) for c in claims], dtype=bool)
+    needed = np.zeros(len(claims), dtype=bool)
+    for i, _ in denials:
+        needed[i] = True
+        if i + 1 < len(claims):
+            needed[i + 1] = True  # the sentence that may restate it (`_elaborate`)
+    needed |= symptom | fix | np.array([f is not None for f in frequencies], dtype=bool)
+    chosen = np.flatnonzero(needed).tolist()
+    texts = [claims[i].quote for i in chosen] + [d.affirmed for _, d in denied]
+    vectors = _embed(embeddings, texts) if texts else np.zeros((0, 1), dtype=np.float32)
+    for claim in claims:
+        claim.vector = np.zeros(0, dtype=np.float32)
+    for i, vector in zip(chosen, vectors[: len(chosen)], strict=True):
+        claims[i].vector = vector
+    is_denial = np.zeros(len(claims), dtype=bool)
+    is_denial[[i for i, _ in denials]] = True
+    return ArticleClaims(
+        key=key,
+        source_id=source_id,
+        claims=claims,
+        terms=[frozenset(terms(c.clause)) for c in claims],
+        denied=[i for i, _ in denied],
+        affirmed=[d.affirmed for _, d in denied],
+        anchors=[frozenset(d.anchor) for _, d in denied],
+        subjects=[d.subject for _, d in denied],
+        affirmed_vectors=vectors[len(chosen) :],
+        is_denial=is_denial,
+        frequency=frequencies,
+        symptom=symptom,
+        fix=fix,
+        embedded=needed,
+    )
+
+
+def save_article(directory: Path, article: ArticleClaims) -> None:
+    meta = {
+        "source_id": article.source_id,
+        "claims": [[c.chunk_id, c.quote, c.clause, c.index] for c in article.claims],
+        "terms": [sorted(t) for t in article.terms],
+        "denied": article.denied,
+        "affirmed": article.affirmed,
+        "anchors": [sorted(a) for a in article.anchors],
+        "subjects": [sorted(a) for a in article.subjects],
+        "frequency": [list(f) if f else None for f in article.frequency],
+    }
+    # only the claims embedded so far (most of a large library's are never needed)
+    rows = [c.vector for c, done in zip(article.claims, article.embedded, strict=True) if done]
+    vectors = np.stack(rows) if rows else np.zeros((0, 1))
+    path = directory / f"{article.key}.npz"
+    tmp = directory / f".{article.key}.tmp.npz"
+    np.savez(
+        tmp,
+        meta=np.array(json.dumps(meta, ensure_ascii=False)),
+        vectors=vectors.astype(np.float32),
+        affirmed=article.affirmed_vectors.astype(np.float32),
+        # the four marks in one array: each array of an .npz costs a header parse to read
+        flags=np.stack([article.is_denial, article.symptom, article.fix, article.embedded]).astype(bool),
+    )
+    tmp.replace(path)
+    article.changed = False
+
+
+def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
+    try:
+        with np.load(directory / f"{key}.npz", allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            vectors, affirmed = data["vectors"], data["affirmed"]
+            is_denial, symptom, fix, embedded = data["flags"]
+    except (OSError, ValueError, KeyError):
+        return None
+    source_id = meta["source_id"]
+    full = np.zeros((len(meta["claims"]), vectors.shape[1]), dtype=np.float32)
+    full[embedded] = vectors
+    claims = [
+        Claim(source_id, chunk_id, quote, clause, index, full[n] if embedded[n] else np.zeros(0, np.float32))
+        for n, (chunk_id, quote, clause, index) in enumerate(meta["claims"])
+    ]
+    return ArticleClaims(
+        key=key,
+        source_id=source_id,
+        claims=claims,
+        terms=[frozenset(t) for t in meta["terms"]],
+        denied=meta["denied"],
+        affirmed=meta["affirmed"],
+        anchors=[frozenset(a) for a in meta["anchors"]],
+        subjects=[frozenset(a) for a in meta["subjects"]],
+        affirmed_vectors=affirmed,
+        is_denial=is_denial,
+        frequency=[(float(f[0]), f[1]) if f else None for f in meta["frequency"]],
+        symptom=symptom,
+        fix=fix,
+        embedded=embedded.copy(),
+    )
+
+
+# --- the map over all articles ----------------------------------------------------------------------
+@dataclass
+class _Corpus:
+    """Every article's claims side by side, as arrays the rules compare with matrix products."""
+
+    articles: list[ArticleClaims]
+    claims: list[Claim] = field(init=False)
+    vectors: np.ndarray = field(init=False)
+    owner: np.ndarray = field(init=False)  # article index of each claim
+    is_denial: np.ndarray = field(init=False)
+    starts: list[int] = field(init=False)  # first global claim index of each article
+
+    def __post_init__(self) -> None:
+        self.articles = sorted(self.articles, key=lambda a: a.source_id)
+        self.claims = [c for a in self.articles for c in a.claims]
+        self.starts = []
+        total = 0
+        for a in self.articles:
+            self.starts.append(total)
+            total += len(a.claims)
+        dim = max((len(c.vector) for c in self.claims), default=1)  # unembedded claims have none
+        self.vectors = np.zeros((len(self.claims), dim), dtype=np.float32)
+        for i, claim in enumerate(self.claims):
+            if len(claim.vector) == dim:
+                self.vectors[i] = claim.vector
+        self.owner = np.repeat(np.arange(len(self.articles)), [len(a.claims) for a in self.articles])
+        self.is_denial = (
+            np.concatenate([a.is_denial for a in self.articles]) if self.articles else np.zeros(0, dtype=bool)
+        )
+        self.embedded = (
+            np.concatenate([a.embedded for a in self.articles]) if self.articles else np.zeros(0, dtype=bool)
+        )
+        self.dim = dim
+
+    def ensure_vectors(self, indices: np.ndarray, embeddings: Embeddings) -> None:
+        """Embed the claims among `indices` that have no vector yet (one batch), and keep them."""
+        missing = np.unique(indices[~self.embedded[indices]])
+        if not len(missing):
+            return
+        vectors = _embed(embeddings, [self.claims[i].quote for i in missing])
+        if self.vectors.shape[1] != vectors.shape[1]:  # every stored claim was unembedded until now
+            self.vectors = np.zeros((len(self.claims), vectors.shape[1]), dtype=np.float32)
+        for i, vector in zip(missing.tolist(), vectors, strict=True):
+            a = int(self.owner[i])
+            article = self.articles[a]
+            local = i - self.starts[a]
+            article.claims[local].vector = vector
+            article.embedded[local] = True
+            article.changed = True
+            self.vectors[i] = vector
+        self.embedded[missing] = True
+
+
+# Negation candidates are compared in blocks of this many denials against every claim (a block's
+# similarity matrix is BLOCK x claims floats).
+BLOCK = 256
+
+
+def _term_matrix(term_sets: Sequence[frozenset[str]], vocabulary: dict[str, int]):  # noqa: ANN202
+    """Claims (or anchors) x words, 1 where the word occurs: shared words counted by a sparse product."""
+    from scipy.sparse import csr_matrix
+
+    rows, cols = [], []
+    for row, words in enumerate(term_sets):
+        for word in words:
+            col = vocabulary.get(word)
+            if col is not None:
+                rows.append(row)
+                cols.append(col)
+    data = np.ones(len(rows), dtype=np.float32)
+    return csr_matrix((data, (rows, cols)), shape=(len(term_sets), len(vocabulary)))
+
+
+def negation_pairs(
+    corpus: _Corpus, denial_articles: set[int], holder_articles: set[int] | None, embeddings: Embeddings
+) -> set[tuple[int, int, int]]:
+    """(denying article, denial number, holding claim) for every claim of another article that holds what
+    a denial denies: shares a word of the denied predicate (and of its subject, when it has one), is
+    closer to the assertion than to the denial, and close enough (cosine at least NEGATION_MATCH, or NEGATION_ANCHORED when two words of the predicate are shared); not a denial itself, and
+    not of an article that denies the same thing.
+
+    Candidates are found by words first (sparse products of claims x words), and only they are embedded
+    and compared. Only denials of `denial_articles` are compared, against claims of `holder_articles`
+    (None: all), so a re-ingest compares what changed and keeps the rest."""
+    from scipy.sparse import diags
+
+    found: set[tuple[int, int, int]] = set()
+    rows = [(a, n) for a in sorted(denial_articles) for n in range(len(corpus.articles[a].denied))]
+    if not rows or not len(corpus.claims):
+        return found
+    columns = (
+        np.arange(len(corpus.claims))
+        if holder_articles is None
+        else np.flatnonzero(np.isin(corpus.owner, sorted(holder_articles)))
+    )
+    columns = columns[~corpus.is_denial[columns]]
+    if not len(columns):
+        return found
+    vocabulary: dict[str, int] = {}
+    for a, n in rows:
+        for word in corpus.articles[a].anchors[n] | corpus.articles[a].subjects[n]:
+            vocabulary.setdefault(word, len(vocabulary))
+    all_terms = [t for a in corpus.articles for t in a.terms]
+    claim_words = _term_matrix([all_terms[j] for j in columns], vocabulary).T.tocsr()
+    column_owner = corpus.owner[columns]
+    # Denials of each article, for "an article that denies the same thing agrees".
+    denials_of = {
+        i: a.affirmed_vectors
+        for i, a in enumerate(corpus.articles)
+        if len(a.denied) and a.affirmed_vectors.size
+    }
+    candidates: list[tuple[list[tuple[int, int]], np.ndarray, np.ndarray, np.ndarray]] = []
+    for start in range(0, len(rows), BLOCK):
+        block = rows[start : start + BLOCK]
+        shared = _term_matrix([corpus.articles[a].anchors[n] for a, n in block], vocabulary) @ claim_words
+        subjects = [corpus.articles[a].subjects[n] for a, n in block]
+        if any(subjects):
+            about = (_term_matrix(subjects, vocabulary) @ claim_words) > 0
+            unconditioned = np.array([not subject for subject in subjects], dtype=np.float32)
+            # rows with a subject keep the pairs that also share a subject word; the others keep all
+            shared = shared.multiply(about) + diags(unconditioned) @ shared
+        shared = shared.tocoo()
+        block_owner = np.array([a for a, _ in block])
+        keep = column_owner[shared.col] != block_owner[shared.row]
+        r, c, count = shared.row[keep], shared.col[keep], shared.data[keep]
+        if len(r):
+            candidates.append((block, r, c, count))
+    if candidates:
+        corpus.ensure_vectors(
+            np.unique(np.concatenate([columns[c] for _, _, c, _ in candidates])), embeddings
+        )
+    column_vectors = corpus.vectors[columns]
+    for block, r, c, count in candidates:
+        affirmed = np.stack([corpus.articles[a].affirmed_vectors[n] for a, n in block])
+        denied = np.stack([corpus.vectors[corpus.starts[a] + corpus.articles[a].denied[n]] for a, n in block])
+        keep = np.zeros(len(r), dtype=bool)
+        for at in range(0, len(r), 100_000):  # the gathered rows of a slice at a time, not all at once
+            part = slice(at, at + 100_000)
+            similarity = np.einsum("ij,ij->i", affirmed[r[part]], column_vectors[c[part]])
+            keep[part] = (similarity >= np.where(count[part] >= 2, NEGATION_ANCHORED, NEGATION_MATCH)) & (
+                similarity > np.einsum("ij,ij->i", denied[r[part]], column_vectors[c[part]])
+            )
+        agreeing: dict[tuple[int, int], bool] = {}
+        for row, col in zip(r[keep].tolist(), c[keep].tolist(), strict=True):
+            a, n = block[row]
+            holder_article = int(column_owner[col])
+            key = (row, holder_article)
+            if key not in agreeing:
+                others = denials_of.get(holder_article)
+                agreeing[key] = others is not None and bool(np.any(others @ affirmed[row] >= SAME_DENIAL))
+            if not agreeing[key]:
+                found.add((a, n, int(columns[col])))
+    return found
 
 
 def build_map(
@@ -322,27 +687,61 @@ def build_map(
     embeddings: Embeddings,
     key: str,
     domain: Domain | None = None,
+    dates: dict[str, dt.date] | None = None,
 ) -> DebateMap:
-    """Find every disagreement among the sources' claims; the domain file's topic names label them."""
+    """Find every disagreement among the sources' claims; the domain file's topic names label them.
+    (Every article analysed afresh; ingest keeps each article's analysis instead: `ensure_map`.)"""
     domain = domain or Domain()
-    stopwords = domain.anchor_stopwords
-    claims = extract_claims(chunks, source_texts)
-    if not claims:
+    by_source: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        by_source.setdefault(chunk.source_id, []).append(chunk)
+    articles = [
+        analyse_article(
+            article_key(sid, [c.chunk_id for c in group]),
+            sid,
+            group,
+            source_texts.get(sid, ""),
+            embeddings,
+            domain.anchor_stopwords,
+        )
+        for sid, group in sorted(by_source.items())
+    ]
+    corpus = _Corpus(articles)
+    pairs = negation_pairs(corpus, set(range(len(articles))), None, embeddings)
+    return map_from(corpus, pairs, embeddings, key, domain, dates)
+
+
+def map_from(
+    corpus: _Corpus,
+    pairs: set[tuple[int, int, int]],
+    embeddings: Embeddings,
+    key: str,
+    domain: Domain,
+    dates: dict[str, dt.date] | None = None,
+) -> DebateMap:
+    """The map from every article's claims and the negation pairs found among them."""
+    if not corpus.claims:
         return DebateMap(key=key)
-    vectors = _embed(embeddings, [c.quote for c in claims])
-    for claim, vector in zip(claims, vectors, strict=True):
-        claim.vector = vector
-    found = [*_negations(claims, embeddings, stopwords), *_frequencies(claims), *_symptoms(claims)]
+    stopwords = domain.anchor_stopwords
+    found = [*_negations(corpus, pairs, stopwords), *_frequencies(corpus), *_symptoms(corpus)]
     merged = _merge(found)
     topics = list(domain.debates.topics)
     topic_vectors = _embed(embeddings, topics)
+    finished = [
+        _finish(sides, rule, generated, topics, topic_vectors, dates or {})
+        for sides, rule, generated in merged
+    ]
+    kept = [d for d in finished if d is not None]
+    # One entry per question: when two rules name the same topic, the one with more evidence stays.
     result: dict[str, MapDisagreement] = {}
-    for sides, rule, generated in merged:
-        d = _finish(sides, rule, generated, topics, topic_vectors, embeddings)
-        # One entry per question: when two rules name the same topic, the one with more evidence stays.
-        if d is not None and _weight(d) > _weight(result.get(d.topic)):
+    for d in kept:
+        if _weight(d) > _weight(result.get(d.topic)):
             result[d.topic] = d
-    return DebateMap(key=key, claims=len(claims), disagreements=list(result.values()))
+    chosen = list(result.values())
+    topic_vecs = _embed(embeddings, [d.topic for d in chosen])
+    for d, vector in zip(chosen, topic_vecs, strict=True):
+        d.vectors = [vector.tolist(), *d.vectors]
+    return DebateMap(key=key, claims=len(corpus.claims), disagreements=chosen)
 
 
 def _weight(d: MapDisagreement | None) -> int:
@@ -362,9 +761,10 @@ Side = tuple[str, list[Claim]]
 Found = tuple[list[Side], str, str]
 
 
-def _elaborate(claims: list[Claim], held: list[Claim], stopwords: frozenset[str]) -> list[Claim]:
+def _elaborate(
+    by_pos: dict[tuple[str, int], Claim], held: list[Claim], stopwords: frozenset[str]
+) -> list[Claim]:
     """Add the sentence right after each held claim (in the same passage) when it restates its position."""
-    by_pos = {(c.source_id, c.index): c for c in claims}
     out = list(held)
     for claim in held:
         following = by_pos.get((claim.source_id, claim.index + 1))
@@ -379,77 +779,88 @@ def _elaborate(claims: list[Claim], held: list[Claim], stopwords: frozenset[str]
     return out
 
 
-def _negations(claims: list[Claim], embeddings: Embeddings, stopwords: frozenset[str]) -> list[Found]:
-    # "X is a symptom, not the problem" is a cause-or-symptom claim (see _symptoms), not a plain denial.
-    denials = [
-        (c, d)
-        for c in claims
-        if not _SYMPTOM.search(c.quote) and (d := denial(c.clause, stopwords)) is not None
-    ]
-    if not denials:
+def _negations(corpus: _Corpus, pairs: set[tuple[int, int, int]], stopwords: frozenset[str]) -> list[Found]:
+    holders: dict[tuple[int, int], list[int]] = {}
+    for a, n, j in pairs:
+        holders.setdefault((a, n), []).append(j)
+    by_pos = {(c.source_id, c.index): c for c in corpus.claims}
+    found: list[Found] = []
+    # In the order of the claims, as the rule has always listed them.
+    for a, n in sorted(holders, key=lambda p: (p[0], corpus.articles[p[0]].denied[p[1]])):
+        article = corpus.articles[a]
+        claim = article.claims[article.denied[n]]
+        held = [corpus.claims[j] for j in sorted(holders[(a, n)])]
+        topic = f"Is it true that {_lower_first(article.affirmed[n].rstrip('.!'))}?"
+        found.append(([("Yes", held), ("No", _elaborate(by_pos, [claim], stopwords))], "negation", topic))
+    return found
+
+
+def _frequencies(corpus: _Corpus) -> list[Found]:
+    """Prescriptions of different sources at least twice apart, about similar training (cosine at least
+    FREQUENCY_MATCH). Pairs that share a prescription are one question: each connected group of pairs is
+    one found disagreement, its sides the frequencies it names (a large library has thousands of pairs)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    index = [i for i in range(len(corpus.claims)) if _frequency_of(corpus, i) is not None]
+    if len(index) < 2:
         return []
-    affirmed_vectors = _embed(embeddings, [d.affirmed for _, d in denials])
+    prescriptions = [_frequency_of(corpus, i) for i in index]
+    values = np.array([p[0] for p in prescriptions])  # type: ignore[index]
+    vectors = corpus.vectors[index]
+    owner = corpus.owner[index]
+    rows, cols = [], []
+    for start in range(0, len(index), 2048):
+        block = slice(start, start + 2048)
+        similar = vectors[block] @ vectors.T >= FREQUENCY_MATCH
+        v = values[block, None]
+        apart = np.maximum(v, values[None, :]) >= 2 * np.minimum(v, values[None, :])
+        r, c = np.nonzero(similar & apart & (owner[block, None] != owner[None, :]))
+        rows.append(r + start)
+        cols.append(c)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    if not len(r):
+        return []
+    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(len(index), len(index)))
+    _count, labels = connected_components(graph, directed=False)
+    paired = np.zeros(len(index), dtype=bool)
+    paired[r] = True
     found: list[Found] = []
-    for i, ((claim, den), affirmed) in enumerate(zip(denials, affirmed_vectors, strict=True)):
-        # A source that denies the same thing agrees with this one, whatever else it says.
-        agreeing = {
-            other.source_id
-            for j, (other, _) in enumerate(denials)
-            if j != i and float(affirmed_vectors[j] @ affirmed) >= SAME_DENIAL
-        }
-        holders = [
-            other
-            for other in claims
-            if other.source_id != claim.source_id
-            and other.source_id not in agreeing
-            and denial(other.clause, stopwords) is None
-            and _holds(other, den, affirmed, claim.vector)
-        ]
-        if holders:
-            topic = f"Is it true that {_lower_first(den.affirmed.rstrip('.!'))}?"
-            found.append(
-                ([("Yes", holders), ("No", _elaborate(claims, [claim], stopwords))], "negation", topic)
-            )
+    for component in dict.fromkeys(labels[paired].tolist()):
+        members = [m for m in np.flatnonzero((labels == component) & paired)]
+        sides: dict[float, tuple[str, list[Claim]]] = {}
+        for m in members:
+            value, label = prescriptions[m]  # type: ignore[misc]
+            sides.setdefault(value, (label, []))[1].append(corpus.claims[index[m]])
+        ordered = [sides[v] for v in sorted(sides, reverse=True)]
+        found.append((ordered, "frequency", "How often should you train?"))
     return found
 
 
-def _holds(other: Claim, den: Denial, affirmed: np.ndarray, denied: np.ndarray) -> bool:
-    """Whether a sentence asserts what a denial denies: close to the assertion, closer to it than to the
-    denial itself, and sharing a content word of the denied predicate."""
-    shared = len(den.anchor & set(terms(other.clause)))
-    similarity = float(other.vector @ affirmed)
-    if not shared or similarity <= float(other.vector @ denied):
-        return False
-    return similarity >= (NEGATION_ANCHORED if shared >= 2 else NEGATION_MATCH)
+def _frequency_of(corpus: _Corpus, i: int) -> tuple[float, str] | None:
+    article = corpus.articles[int(corpus.owner[i])]
+    return article.frequency[i - corpus.starts[int(corpus.owner[i])]]
 
 
-def _frequencies(claims: list[Claim]) -> list[Found]:
-    prescriptions = [(c, f) for c in claims if (f := frequency(c.clause)) is not None]
-    found: list[Found] = []
-    for i, (a, (fa, la)) in enumerate(prescriptions):
-        for b, (fb, lb) in prescriptions[i + 1 :]:
-            if a.source_id == b.source_id or max(fa, fb) < 2 * min(fa, fb):
-                continue
-            if float(a.vector @ b.vector) < FREQUENCY_MATCH:
-                continue
-            hi, lo = ((a, la), (b, lb)) if fa > fb else ((b, lb), (a, la))
-            found.append(([(hi[1], [hi[0]]), (lo[1], [lo[0]])], "frequency", "How often should you train?"))
-    return found
-
-
-def _symptoms(claims: list[Claim]) -> list[Found]:
-    limits = [c for c in claims if _SYMPTOM.search(c.quote)]
+def _symptoms(corpus: _Corpus) -> list[Found]:
+    symptom = np.concatenate([a.symptom for a in corpus.articles])
+    fix = np.concatenate([a.fix for a in corpus.articles])
+    limits = np.flatnonzero(symptom)
+    if not len(limits):
+        return []
     # A source that itself calls the problem a symptom does not hold that exercises fix it.
-    limiting_sources = {c.source_id for c in limits}
-    fixes = [c for c in claims if _FIX.search(c.clause) and c.source_id not in limiting_sources]
+    limiting = set(corpus.owner[limits].tolist())
+    fixes = np.flatnonzero(fix & ~np.isin(corpus.owner, sorted(limiting)))
     found: list[Found] = []
-    for limit in limits:
-        holders = [f for f in fixes if float(f.vector @ limit.vector) >= FRAME_MATCH]
-        if holders:
-            same_source = [c for c in limits if c.source_id == limit.source_id]
+    close = corpus.vectors[limits] @ corpus.vectors[fixes].T if len(fixes) else np.zeros((len(limits), 0))
+    for row, limit in enumerate(limits):
+        held = [corpus.claims[j] for j in fixes[close[row] >= FRAME_MATCH]]
+        if held:
+            owner = corpus.owner[limit]
+            same_source = [corpus.claims[j] for j in limits if corpus.owner[j] == owner]
             found.append(
                 (
-                    [("Exercises fix it", holders), ("A symptom: fix the cause", same_source)],
+                    [("Exercises fix it", held), ("A symptom: fix the cause", same_source)],
                     "symptom",
                     _symptom_topic(same_source),
                 )
@@ -465,52 +876,81 @@ def _symptom_topic(limits: list[Claim]) -> str:
     return "Do exercises fix it, or is it a symptom of something else?"
 
 
-def _merge(found: list[Found]) -> list[Found]:
-    """One entry per question: found disagreements of one rule whose sides share a claim are merged."""
-    merged: list[Found] = []
-    for sides, rule, topic in found:
-        for i, (m_sides, m_rule, m_topic) in enumerate(merged):
-            if m_rule != rule or not _overlaps(sides, m_sides):
-                continue
-            if rule == "frequency":
-                combined = _merge_frequency_sides(m_sides, sides)
-            else:
-                combined = [
-                    (label, _unique([*m_claims, *claims]))
-                    for (label, m_claims), (_, claims) in zip(m_sides, sides, strict=True)
-                ]
-            merged[i] = (combined, rule, m_topic)
-            break
+class _Group:
+    """Found disagreements merged into one: sides as ordered claim lists, quotes seen, a vector sum."""
+
+    def __init__(self, sides: list[Side], rule: str, topic: str) -> None:
+        self.rule, self.topic = rule, topic
+        self.sides: list[tuple[str, dict[str, Claim]]] = []
+        self.quotes: set[str] = set()
+        self.total = np.zeros_like(sides[0][1][0].vector, dtype=np.float64)
+        self.count = 0
+        self.add(sides)
+
+    def centre(self) -> np.ndarray:
+        mean = self.total / max(self.count, 1)
+        return mean / (np.linalg.norm(mean) or 1)
+
+    def add(self, sides: list[Side]) -> None:
+        for _label, claims in sides:
+            for c in claims:
+                if c.quote not in self.quotes:
+                    self.quotes.add(c.quote)
+                    self.total += c.vector
+                    self.count += 1
+        if self.rule == "frequency":
+            by_sessions = {_sessions(next(iter(mine.values()))): (label, mine) for label, mine in self.sides}
+            for label, claims in sides:
+                sessions = _sessions(claims[0])
+                if sessions not in by_sessions:
+                    by_sessions[sessions] = (label, {})
+                    self.sides.append(by_sessions[sessions])
+                for c in claims:
+                    by_sessions[sessions][1].setdefault(c.quote, c)
+            self.sides.sort(key=lambda side: -_sessions(next(iter(side[1].values()))))
+        elif not self.sides:
+            self.sides = [(label, {c.quote: c for c in claims}) for label, claims in sides]
         else:
-            merged.append((sides, rule, topic))
-    return merged
+            for (_, mine), (_, claims) in zip(self.sides, sides, strict=True):
+                for c in claims:
+                    mine.setdefault(c.quote, c)
+
+    def result(self) -> Found:
+        return [(label, list(claims.values())) for label, claims in self.sides], self.rule, self.topic
 
 
-def _overlaps(a: list[Side], b: list[Side]) -> bool:
-    quotes_a = {c.quote for _, claims in a for c in claims}
-    quotes_b = {c.quote for _, claims in b for c in claims}
-    if quotes_a & quotes_b:
-        return True
-    va = np.mean([c.vector for _, claims in a for c in claims], axis=0)
-    vb = np.mean([c.vector for _, claims in b for c in claims], axis=0)
-    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) or 1)) >= MERGE
+def _sessions(claim: Claim) -> float:
+    value = frequency(claim.clause)
+    return value[0] if value else 0.0
 
 
-def _merge_frequency_sides(a: list[Side], b: list[Side]) -> list[Side]:
-    by_label: dict[float, Side] = {}
-    for label, claims in [*a, *b]:
-        value = frequency(claims[0].clause)
-        sessions = value[0] if value else 0.0
-        old = by_label.get(sessions)
-        by_label[sessions] = (old[0], _unique([*old[1], *claims])) if old else (label, list(claims))
-    return [by_label[k] for k in sorted(by_label, reverse=True)]
-
-
-def _unique(claims: list[Claim]) -> list[Claim]:
-    seen: dict[str, Claim] = {}
-    for c in claims:
-        seen.setdefault(c.quote, c)
-    return list(seen.values())
+def _merge(found: list[Found]) -> list[Found]:
+    """One entry per question: a found disagreement joins the first earlier one of its rule that shares
+    a claim with it, or whose claims are on average this close (MERGE). Each group keeps its quotes in a
+    set and its vectors as a sum, so this is linear in what is found (it compared every pair's claims)."""
+    groups: list[_Group] = []
+    by_quote: dict[tuple[str, str], list[int]] = {}
+    for sides, rule, topic in found:
+        quotes = {c.quote for _, claims in sides for c in claims}
+        sharing = sorted({g for q in quotes for g in by_quote.get((rule, q), ())})
+        target = sharing[0] if sharing else None
+        vectors = [c.vector for _, claims in sides for c in claims]
+        centre = np.mean(vectors, axis=0)
+        centre = centre / (np.linalg.norm(centre) or 1)
+        for g in range(len(groups) if target is None else target):
+            if groups[g].rule == rule and float(groups[g].centre() @ centre) >= MERGE:
+                target = g
+                break
+        if target is None:
+            groups.append(_Group(sides, rule, topic))
+            target = len(groups) - 1
+        else:
+            groups[target].add(sides)
+        for q in quotes:
+            by_quote.setdefault((rule, q), [])
+            if target not in by_quote[(rule, q)]:
+                by_quote[(rule, q)].append(target)
+    return [g.result() for g in groups]
 
 
 def _finish(
@@ -519,9 +959,10 @@ def _finish(
     generated: str,
     topics: list[str],
     topic_vectors: np.ndarray,
-    embeddings: Embeddings,
+    dates: dict[str, dt.date],
 ) -> MapDisagreement | None:
-    """Positions with disjoint sources (a source on two sides keeps the side it says more on), a topic."""
+    """Positions with disjoint sources (a source on two sides keeps the side it says more on), a topic.
+    A position cites at most MAX_EVIDENCE sentences, different sources first."""
     count: dict[tuple[str, int], int] = {}
     for i, (_, claims) in enumerate(sides):
         for c in claims:
@@ -529,21 +970,14 @@ def _finish(
     owner: dict[str, int] = {}
     for (source_id, i), _n in sorted(count.items(), key=lambda p: (-p[1], p[0][1])):
         owner.setdefault(source_id, i)
-    positions: list[MapPosition] = []
-    evidence_claims: list[Claim] = []
+    kept_sides: list[tuple[str, list[Claim]]] = []
     for i, (label, claims) in enumerate(sides):
         kept = [c for c in claims if owner[c.source_id] == i]
-        if not kept:
-            continue
-        evidence_claims.extend(kept)
-        positions.append(
-            MapPosition(
-                summary=_summary(label, kept[0].quote, in_context=rule == "frequency"),
-                evidence=[Evidence(source_id=c.source_id, quote=c.quote, chunk_id=c.chunk_id) for c in kept],
-            )
-        )
-    if len(positions) < 2:
+        if kept:
+            kept_sides.append((label, _evidence(kept)))
+    if len(kept_sides) < 2:
         return None
+    evidence_claims = [c for _, kept in kept_sides for c in kept]
     centre = np.mean([c.vector for c in evidence_claims], axis=0)
     centre = centre / (np.linalg.norm(centre) or 1)
     topic = generated
@@ -552,14 +986,44 @@ def _finish(
         best = int(np.argmax(scores))
         if float(scores[best]) >= TOPIC_MATCH:
             topic = topics[best]
-    topic_vector = _embed(embeddings, [topic])[0]
+    kind = _kind(rule, kept_sides, dates)
+    positions = [
+        MapPosition(
+            summary=_summary(
+                label,
+                kept[0].quote,
+                in_context=rule == "frequency",
+                date=_side_date(kept, dates) if kind == "outdated" else None,
+            ),
+            evidence=[Evidence(source_id=c.source_id, quote=c.quote, chunk_id=c.chunk_id) for c in kept],
+        )
+        for label, kept in kept_sides
+    ]
     return MapDisagreement(
         topic=topic,
-        kind=_kind(rule, positions),
+        kind=kind,
         rule=rule,
         positions=positions,
-        vectors=[topic_vector.tolist(), *(c.vector.tolist() for c in evidence_claims)],
+        vectors=[c.vector.tolist() for c in evidence_claims],
     )
+
+
+MAX_EVIDENCE = (
+    6  # sentences a position cites at most; in a large library a frequency side can gather hundreds
+)
+
+
+def _evidence(claims: list[Claim]) -> list[Claim]:
+    """At most MAX_EVIDENCE claims, each source's first before any source's second."""
+    if len(claims) <= MAX_EVIDENCE:
+        return claims
+    rank: dict[str, int] = {}
+    order = []
+    for position, c in enumerate(claims):
+        rank[c.source_id] = rank.get(c.source_id, -1) + 1
+        order.append((rank[c.source_id], position, c))
+    chosen = sorted(order, key=lambda t: (t[0], t[1]))[:MAX_EVIDENCE]
+    return [c for _, _, c in sorted(chosen, key=lambda t: t[1])]
 
 
 _OPEN_ENDED = re.compile(r"\bat least\b", re.IGNORECASE)
@@ -568,20 +1032,51 @@ _UPPER_BOUND = re.compile(
 )
 
 
-def _kind(rule: str, positions: list[MapPosition]) -> DisagreementKind:
-    """Offline the map tells two kinds apart: a real conflict, or two prescriptions that can both be
-    followed ("at least twice a week" with no upper bound is met by "daily"). Telling `outdated` or
-    `misinformation` needs publication dates or outside knowledge the articles do not carry."""
+OUTDATED_AFTER_DAYS = 730  # a side this much newer than the other (every source dated) makes it `outdated`
+
+
+def _kind(rule: str, sides: list[tuple[str, list[Claim]]], dates: dict[str, dt.date]) -> DisagreementKind:
+    """Offline the map tells three kinds apart: a real conflict; two prescriptions that can both be
+    followed ("at least twice a week" with no upper bound is met by "daily"); and, when every source of
+    both sides is dated, a view that a source at least two years newer contradicts (`outdated`).
+    `misinformation` needs knowledge beyond the articles; the map never claims it."""
     if rule == "frequency":
-        lowest = positions[-1].evidence  # sides are ordered from most to fewest sessions a week
-        if all(_OPEN_ENDED.search(e.quote) and not _UPPER_BOUND.search(e.quote) for e in lowest):
+        lowest = sides[-1][1]  # sides are ordered from most to fewest sessions a week
+        if all(_OPEN_ENDED.search(c.quote) and not _UPPER_BOUND.search(c.quote) for c in lowest):
             return "complementary"
+    if len(sides) == 2:
+        spans = [_span(claims, dates) for _, claims in sides]
+        if all(spans):
+            (old_lo, old_hi), (new_lo, new_hi) = sorted(spans)  # type: ignore[type-var]
+            if (new_lo - old_hi).days >= OUTDATED_AFTER_DAYS:
+                return "outdated"
     return "conflicting_opinions"
 
 
-def _summary(label: str, quote: str, *, in_context: bool = False, limit: int = 110) -> str:
-    """A one-line summary: the side's label and its first evidence (a long one cut, or shown around
-    the label when the label is the quote's own words, as a frequency label is)."""
+def _span(claims: list[Claim], dates: dict[str, dt.date]) -> tuple[dt.date, dt.date] | None:
+    """The earliest and latest date of a side's sources; None when one of them is undated."""
+    known = [dates.get(c.source_id) for c in claims]
+    if not known or any(d is None for d in known):
+        return None
+    return min(known), max(known)  # type: ignore[type-var]
+
+
+def _side_date(claims: list[Claim], dates: dict[str, dt.date]) -> str | None:
+    span = _span(claims, dates)
+    if span is None:
+        return None
+    lo, hi = span
+    return lo.isoformat() if lo == hi else f"{lo.isoformat()} to {hi.isoformat()}"
+
+
+def _summary(
+    label: str, quote: str, *, in_context: bool = False, limit: int = 110, date: str | None = None
+) -> str:
+    """A one-line summary: the side's label (with its sources' date when the kind rests on dates) and
+    its first evidence (a long one cut, or shown around the label when the label is the quote's own
+    words, as a frequency label is)."""
+    if date:
+        label = f"{label} ({date})"
     if len(quote) <= limit:
         return f"{label}: {quote}"
     at = quote.lower().find(label.lower()) if in_context else -1
@@ -612,22 +1107,52 @@ def write_map(data_dir: Path, debate_map: DebateMap) -> None:
     write_atomic(map_path(data_dir), debate_map.model_dump_json())
 
 
+PAIRS_FILE = "negation-pairs.json"
+
+
 def ensure_map(
     data_dir: Path,
-    chunks_loader: Callable[[], Sequence[Chunk]],
+    cache_dir: Path,
+    articles: dict[str, str],
+    chunks_of: Callable[[str], Sequence[Chunk]],
     source_texts: dict[str, str],
     source_shas: dict[str, str],
     embeddings: Embeddings,
     model_name: str,
     domain: Domain | None = None,
+    dates: dict[str, str] | None = None,
 ) -> tuple[bool, DebateMap]:
-    """The stored map, rebuilt only when the sources (or the model, rules or domain file) changed;
-    (rebuilt, map)."""
-    key = map_key(source_shas, model_name, domain)
+    """The stored map, rebuilt only when the sources (or their dates, the model, rules or domain file)
+    changed; (rebuilt, map).
+
+    `articles` maps each source to its article key (`article_key`); an article's claims, their vectors
+    and what its denials deny are read from `cache_dir` when stored, else computed from `chunks_of(source)`
+    and stored. Negation pairs between two unchanged articles are kept from the last build; only pairs
+    that involve a new or changed article are compared."""
+    domain = domain or Domain()
+    key = map_key(source_shas, model_name, domain, dates)
     current = read_map(data_dir)
     if current is not None and current.key == key:
         return False, current
-    debate_map = build_map(chunks_loader(), source_texts, embeddings, key, domain)
+    directory = cache_dir / f"claims-{claims_key(model_name, domain)}"
+    directory.mkdir(parents=True, exist_ok=True)
+    analysed = []
+    for sid, akey in sorted(articles.items()):
+        article = load_article_claims(directory, akey)
+        if article is None or article.source_id != sid:
+            article = analyse_article(
+                akey, sid, chunks_of(sid), source_texts.get(sid, ""), embeddings, domain.anchor_stopwords
+            )
+            save_article(directory, article)
+        analysed.append(article)
+    corpus = _Corpus(analysed)
+    pairs = _update_pairs(directory, corpus, embeddings)
+    for article in corpus.articles:
+        if article.changed:  # candidate holders embedded for this build: kept for the next
+            save_article(directory, article)
+    _forget(cache_dir, directory, {a.key for a in corpus.articles})
+    parsed = {sid: dt.date.fromisoformat(d) for sid, d in (dates or {}).items() if d}
+    debate_map = map_from(corpus, pairs, embeddings, key, domain, parsed)
     try:
         write_map(data_dir, debate_map)
     except OSError as exc:  # a read-only data directory: the map still serves this process
@@ -636,3 +1161,43 @@ def ensure_map(
         "disagreement map: %d claims, %d disagreements", debate_map.claims, len(debate_map.disagreements)
     )
     return True, debate_map
+
+
+def _update_pairs(directory: Path, corpus: _Corpus, embeddings: Embeddings) -> set[tuple[int, int, int]]:
+    """Negation pairs of the whole corpus: those between unchanged articles from the last build, the
+    rest compared now; stored for the next build."""
+    index = {a.key: i for i, a in enumerate(corpus.articles)}
+    try:
+        stored = json.loads((directory / PAIRS_FILE).read_text(encoding="utf-8"))
+        before = set(stored["articles"]) & set(index)
+        old_pairs = stored["pairs"]
+    except (OSError, ValueError, KeyError):
+        before, old_pairs = set(), []
+    pairs = {
+        (index[a], n, corpus.starts[index[b]] + j) for a, n, b, j in old_pairs if a in before and b in before
+    }
+    unchanged = {index[k] for k in before}
+    changed = set(range(len(corpus.articles))) - unchanged
+    if changed:
+        pairs |= negation_pairs(corpus, changed, None, embeddings)
+        pairs |= negation_pairs(corpus, unchanged, changed, embeddings)
+    owner = corpus.owner
+    payload = {
+        "articles": [a.key for a in corpus.articles],
+        "pairs": [
+            [corpus.articles[a].key, n, corpus.articles[int(owner[j])].key, j - corpus.starts[int(owner[j])]]
+            for a, n, j in sorted(pairs)
+        ],
+    }
+    write_atomic(directory / PAIRS_FILE, json.dumps(payload))
+    return pairs
+
+
+def _forget(cache_dir: Path, directory: Path, keep: set[str]) -> None:
+    """Drop stored claims of articles no longer in the corpus, and of other models, rules or domains."""
+    for path in directory.glob("*.npz"):
+        if path.stem not in keep:
+            path.unlink(missing_ok=True)
+    for other in cache_dir.glob("claims-*"):
+        if other != directory and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)

@@ -261,6 +261,8 @@ class _Composer:
         per_chunk: dict[str, int] = {}
         seen = [set(terms(q)) for q in self.writer.quoted]
         kinds = set(INTENT_KINDS.get(self.intent, ()))
+        if self.intent == "dose" and not self.cues.timeline_question.search(spell_out(self.question)):
+            kinds.discard("timeline")  # "how often should I replace them?" is not answered by "within weeks"
         intent = self.intent if strict else None
         # One shared word of a longer question is a coincidence ("walking" in "wet pants walking").
         shared = 1 if len(self.asked) <= 2 else 2
@@ -390,6 +392,18 @@ class _Composer:
             candidates += [
                 s for s in self._best(("dose",), need_overlap=False, limit=4) if s not in candidates
             ]
+            # The question's own words beyond the dose cue ("how long should my taper be?" -> taper): when
+            # no dose quote names any of them, a dose of something else ("90 minutes of steady running") is
+            # no answer; when some do, they lead. (A follow-up arrives with the turn before's words.)
+            dose_cue = dict(self.cues.intent_patterns).get("dose")
+            rest = dose_cue.sub(" ", self.question) if dose_cue is not None else self.question
+            own = set(terms(rest)) & self.asked
+            if own:  # with the synonyms retrieval added for them ("butt" -> glute)
+                own |= set(self.retrieval.query_terms) - set(terms(self.question))
+            if own:
+                candidates.sort(key=lambda s: not own & set(terms(s.quote)))
+                if not candidates or not own & set(terms(candidates[0].quote)):
+                    candidates = []
             for s in candidates:
                 found.append((s.dose or "", s.source_id, s.chunk_id, s.quote))
         by_source: dict[str, tuple[str, str, str, str]] = {}
@@ -407,7 +421,8 @@ class _Composer:
         return lines
 
     def _timeline(self) -> list[str]:
-        found = self._best(("timeline",), need_overlap=False, limit=2)
+        # The question's words first ("strengthening my calves"): a time frame of something else is no answer.
+        found = self._best(("timeline",), limit=2) or self._best(("timeline",), need_overlap=False, limit=2)
         if not found:
             return []
         when = _join([f"“{s.timeline}” {self.writer.statement(s)}" for s in found])
@@ -494,7 +509,8 @@ class _Composer:
                         definition=f"{s.definition} {self.writer.statement(s)}",
                     )
                 ]
-        return self._only_named()
+        # No definition of an exercise the articles describe: how it is done says what it is.
+        return self._only_named() or (self._how_to() if self.subject else [])
 
     def _only_named(self) -> list[str]:
         """An exercise asked about that the articles name and say nothing else about: say so."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +20,13 @@ class Source(BaseModel):
     publisher: str | None = None
     note: str | None = None
     path: str = ""
+    published: dt.date | None = None  # when the article first appeared (sources.toml, or the page's metadata)
+    updated: dt.date | None = None  # when it was last revised, if it says so
+
+    @property
+    def dated(self) -> dt.date | None:
+        """The date the article speaks from: its last revision, else its publication."""
+        return self.updated or self.published
 
 
 class Chunk(BaseModel):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -15,7 +17,7 @@ from coach.domain import Domain
 from coach.embeddings import NamedEmbeddings
 from coach.models import Chunk
 from coach.store import ChunkStore, DenseHit
-from coach.text import terms
+from coach.text import stem, terms
 
 Mode = Literal["hybrid", "dense", "bm25"]
 
@@ -44,29 +46,88 @@ class Retrieval:
     query_embedding: list[float] | None = None
 
 
-class LexicalIndex:
-    """BM25 over every chunk, built once per process from the store (bm25s: sparse, fast at 100k)."""
+LEXICAL_VERSION = "bm25s-v1"
+CHUNKS_FILE = "chunks.json"  # every chunk's text and metadata, and the index's key
+KEY_FILE = "key"
+TERMS_FILE = "terms.json"  # every chunk's search terms: read only by ingest, to tokenise changed chunks only
 
-    def __init__(self, chunks: list[Chunk]) -> None:
+
+class LexicalIndex:
+    """BM25 over every chunk (bm25s: sparse, fast at 100k). Built by ingest and stored beside the index
+    (`save`), so a process opens it (`load`) instead of reading every chunk back from the store."""
+
+    def __init__(self, chunks: list[Chunk], tokenized: list[list[str]] | None = None) -> None:
         import bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
         self.chunks = chunks
-        self.by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
-        tokenized = [terms(f"{c.section} {c.text}") for c in chunks]
-        self.vocabulary = {t for doc in tokenized for t in doc}
-        self._by_initial: dict[str, list[str]] = {}
-        for word in sorted(self.vocabulary):
-            self._by_initial.setdefault(word[0], []).append(word)
+        self.tokenized = tokenized if tokenized is not None else [chunk_terms(c) for c in chunks]
         doc_freq: dict[str, int] = {}
-        for doc in tokenized:
+        for doc in self.tokenized:
             for t in set(doc):
                 doc_freq[t] = doc_freq.get(t, 0) + 1
         n = max(len(chunks), 1)
-        self.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in doc_freq.items()}
-        self._bm25 = bm25s.BM25()
+        idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in doc_freq.items()}
+        bm25 = bm25s.BM25()
         if chunks:
-            self._bm25.index(tokenized, show_progress=False)
+            bm25.index(self.tokenized, show_progress=False)
+        self._setup(chunks, idf, bm25)
+
+    def _setup(self, chunks: list[Chunk], idf: dict[str, float], bm25) -> None:  # noqa: ANN001
+        self.chunks = chunks
+        self.by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
+        self.idf = idf
+        self.vocabulary = set(idf)
+        self._by_initial: dict[str, list[str]] = {}
+        for word in sorted(self.vocabulary):
+            self._by_initial.setdefault(word[0], []).append(word)
+        self._bm25 = bm25
+
+    def save(self, directory: Path, key: str) -> None:
+        """Write the index to `directory` (replacing what was there), marked with `key`."""
+        import shutil
+        import tempfile
+
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}-"))
+        try:
+            if self.chunks:
+                self._bm25.save(str(staging / "bm25"), show_progress=False)
+            payload = {
+                "key": key,
+                "idf": self.idf,
+                "chunks": [c.model_dump(exclude_defaults=True) for c in self.chunks],
+            }
+            (staging / CHUNKS_FILE).write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+            terms_by_id = {c.chunk_id: t for c, t in zip(self.chunks, self.tokenized, strict=True)}
+            (staging / TERMS_FILE).write_text(json.dumps(terms_by_id, ensure_ascii=False), encoding="utf-8")
+            (staging / KEY_FILE).write_text(key, encoding="utf-8")
+            old = directory.with_name(f".{directory.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            if directory.exists():
+                directory.replace(old)
+            staging.replace(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, directory: Path) -> tuple[LexicalIndex, str] | None:
+        """The stored index and its key; None when there is none or it cannot be read."""
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        try:
+            payload = json.loads((directory / CHUNKS_FILE).read_text(encoding="utf-8"))
+            chunks = [Chunk(**c) for c in payload["chunks"]]
+            bm25 = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if chunks else bm25s.BM25()
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        index = cls.__new__(cls)
+        index.tokenized = []  # not needed to search; ingest reads them with `stored_terms`
+        index._setup(chunks, payload["idf"], bm25)
+        return index, str(payload.get("key", ""))
 
     def correct(self, term: str) -> str:
         """The vocabulary word a misspelt query word most likely means ("excersises" -> "exercis").
@@ -82,6 +143,17 @@ class LexicalIndex:
         )
         return close[0] if close else term
 
+    def split_compound(self, term: str) -> list[str]:
+        """An unknown word that is two known words run together ("speedwork", "warmup", "shinsplints"),
+        as those words; otherwise the word itself. Runners write compounds that articles spell apart."""
+        if term in self.vocabulary or len(term) < 8:
+            return [term]
+        for cut in range(4, len(term) - 3):  # both parts at least four letters
+            head, tail = stem(term[:cut]), stem(term[cut:])
+            if head in self.vocabulary and tail in self.vocabulary:
+                return [head, tail]
+        return [term]
+
     def search(self, query_terms: list[str], k: int) -> list[tuple[int, float]]:
         known = [t for t in query_terms if t in self.vocabulary]
         if not known or not self.chunks:
@@ -91,6 +163,36 @@ class LexicalIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         ranked = sorted(((int(i), float(scores[i])) for i in top if scores[i] > 0), key=lambda p: -p[1])
         return ranked
+
+
+def stored_key(directory: Path) -> str | None:
+    """The key of the stored lexical index, without reading the index."""
+    try:
+        return (directory / KEY_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def stored_terms(directory: Path) -> dict[str, list[str]]:
+    """Search terms of every chunk in the stored index, by chunk id ({} when there is none)."""
+    try:
+        return json.loads((directory / TERMS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def chunk_terms(chunk: Chunk) -> list[str]:
+    return terms(f"{chunk.section} {chunk.text}")
+
+
+def lexical_key(articles: dict[str, str]) -> str:
+    """Identity of a lexical index: every source's article key (its chunk ids), this version and the
+    tokeniser (coach/text.py)."""
+    import hashlib
+
+    text_rules = hashlib.sha256(Path(terms.__code__.co_filename).read_bytes()).hexdigest()
+    payload = json.dumps([LEXICAL_VERSION, text_rules, sorted(articles.items())])
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 class HybridRetriever:
@@ -145,7 +247,11 @@ class HybridRetriever:
         k: int,
         mode: Mode,
     ) -> Retrieval:
-        query_terms = [self.lexical.correct(t) for t in terms(question, synonyms=self.domain.synonym_terms)]
+        query_terms = [
+            part
+            for t in terms(question, synonyms=self.domain.synonym_terms)
+            for part in self.lexical.split_compound(self.lexical.correct(t))
+        ]
         fused: dict[str, Hit] = {}
         best_similarity = 0.0
         for rank, hit in enumerate(dense):
@@ -174,7 +280,9 @@ class HybridRetriever:
         """How much of the question the corpus has words for (IDF-weighted; unknown words weigh most)."""
         words = [
             t
-            for t in dict.fromkeys(self.lexical.correct(t) for t in terms(question))
+            for t in dict.fromkeys(
+                part for t in terms(question) for part in self.lexical.split_compound(self.lexical.correct(t))
+            )
             if t not in self.domain.generic_terms
         ]
         if not words:

@@ -145,7 +145,8 @@ _DONE_BY = re.compile(r"--\s*(?P<how>done by [^-]+?)\s*--")
 _GLOSS = re.compile(r"(?:we[’']re talking about|that is,|i\.e\.,?)\s+(?P<how>[^—–.;]+)", re.IGNORECASE)
 _IMPERATIVE = re.compile(
     r"^(?:then,?\s+)?(?:stand|hinge|squeeze|lift|lower|lie|hold|keep|place|bend|push|raise|return|"
-    r"contract|sit|step|learn how to|repeat|extend|press|drive)\b",
+    r"contract|sit|step|learn how to|repeat|extend|press|drive|rise|lean|walk|tighten|brace|roll|rotate|"
+    r"swing|hop|shift|reach|pull|point|pause|begin|start with)\b",
     re.IGNORECASE,
 )
 _CLOSING = re.compile(r"^(?:repeat|do|perform|hold)\b", re.IGNORECASE)  # "Repeat the X for a minute"
@@ -458,8 +459,9 @@ def extract_exercises(
                     by_name[key] = fact
                 elif current.steps is None and fact.steps is not None:
                     by_name[key] = fact.model_copy(update={"quote": fact.quote, "position": current.position})
+    _from_sections(lines, rules, doses, by_name)
     facts: list[ExerciseFact] = []
-    for fact in by_name.values():
+    for fact in sorted(by_name.values(), key=lambda f: f.position):
         if fact.dose is None and prescription is not None:
             fact = fact.model_copy(
                 update={
@@ -475,6 +477,69 @@ def extract_exercises(
         else:  # cannot happen with the rules above; never ship a quote that is not in its source
             log.warning("dropping exercise %r: a quote is not verbatim in %s", fact.name, fact.source_id)
     return facts
+
+
+def _from_sections(
+    lines: Sequence[_Line], rules: NameRules, doses: DoseRules, by_name: dict[str, ExerciseFact]
+) -> None:
+    """Exercises an article introduces by a section heading ("## 2. Eccentric heel drops") with its steps
+    in the section's first paragraph: cleaning keeps headings out of chunk text, so the sentence loop
+    never sees the name. Named only when the paragraph opens with steps; those are quoted."""
+    seen: set[tuple[str, str]] = set()
+    for line in lines:
+        where = (line.chunk.source_id, line.chunk.section)
+        if not line.chunk.section or where in seen:
+            continue
+        seen.add(where)
+        heading = line.chunk.section.splitlines()[-1]  # the innermost heading
+        numbered = _NUMBERED.match(heading)
+        head = numbered.group("name") if numbered else heading
+        picked: list[str] = []
+        for sentence in line.sentences:
+            if not _IMPERATIVE.match(strip_marker(sentence)) or rules.name.search(sentence):
+                break
+            picked.append(sentence)
+        if not picked:
+            continue
+        steps = collapse(" ".join(picked))
+        # The dose is usually said after the steps ("Do three sets of twelve"); within them, an amount is
+        # more likely a step's own ("pause for a second").
+        after, within = line.sentences[len(picked) :], picked
+        dose_sentence = next((x for x in [*after, *within] if doses.find(x) and doses.has_amount(x)), None)
+        for m in rules.name.finditer(head):
+            if rules.needs_modifier.fullmatch(m.group(0).strip()):
+                continue
+            key = _norm(m.group(0))
+            current = by_name.get(key)
+            if current is not None and current.steps is not None:
+                continue
+            fact = ExerciseFact(
+                name=_display(m.group(0)),
+                source_id=line.chunk.source_id,
+                chunk_id=line.chunk.chunk_id,
+                quote=steps,
+                position=current.position if current else line.offset,
+                steps=steps,
+                steps_quote=steps,
+                steps_chunk=line.chunk.chunk_id,
+            )
+            if current is not None and current.dose is not None:
+                fact = fact.model_copy(
+                    update={
+                        "dose": current.dose,
+                        "dose_quote": current.dose_quote,
+                        "dose_chunk": current.dose_chunk,
+                    }
+                )
+            elif dose_sentence is not None:
+                fact = fact.model_copy(
+                    update={
+                        "dose": doses.find(dose_sentence),
+                        "dose_quote": collapse(strip_marker(dose_sentence)),
+                        "dose_chunk": line.chunk.chunk_id,
+                    }
+                )
+            by_name[key] = fact
 
 
 def merge_library(

@@ -59,12 +59,17 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(default=6, ge=1, le=20, description="Passages an answer draws on at most.")
     min_relevance: float = Field(
-        default=0.36,
+        default=0.2,
         ge=0,
         le=1,
         description="Cosine similarity of the best passage below which the coach abstains.",
     )
     max_question_chars: int = Field(default=2000, ge=10, description="Longest question accepted.")
+    max_article_mb: float = Field(
+        default=5.0,
+        gt=0,
+        description="Largest article file ingest reads, in MB; a larger one is skipped with a line saying so.",
+    )
     state_url: SecretStr | None = Field(
         default=None,
         description="The bot's state database as a plain URL (postgresql://user:password@host:5432/coach); "
@@ -120,6 +125,15 @@ class Settings(BaseSettings):
     @property
     def snapshot_path(self) -> Path:
         return self.data_dir / "sources.json"
+
+    @property
+    def lexical_dir(self) -> Path:
+        return self.data_dir / "lexical"
+
+    @property
+    def cache_dir(self) -> Path:
+        """What ingest computed per article (claims, their vectors, exercises), keyed by its content."""
+        return self.data_dir / "articles"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from coach.cues import Cues, load_cues, spell_out
 from coach.domain import Domain
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 ALGORITHM = "statements-v1"
 STATEMENTS_FILE = "statements.json"
+VECTORS_FILE = "statements.npy"  # the statements' embeddings, float16, one row each
 MIN_WORDS = 4  # shorter pieces (a bare list item, a heading) state nothing on their own
 
 Kind = Literal["advice", "warning", "referral", "cause", "definition", "timeline", "dose", "fact"]
@@ -75,15 +78,35 @@ class Statement(BaseModel):
     term: str | None = None
     definition: str | None = None
     action: str | None = None  # what advice or a referral tells the reader to do
-    vector: list[float] = Field(default_factory=list, repr=False)  # the quote's embedding (unit length)
+    vector: list[float] = Field(
+        default_factory=list, repr=False
+    )  # the quote's embedding, when built in memory
+    row: int = -1  # its row in statements.npy, where the stored set keeps the embeddings (-1: none)
+    _array: np.ndarray | None = PrivateAttr(default=None)
 
     @cached_property
     def words(self) -> frozenset[str]:
         return frozenset(terms(self.quote))
 
-    @cached_property
+    def __eq__(self, other: object) -> bool:
+        # pydantic's own compares private attributes too, and an array has no single truth value
+        if not isinstance(other, Statement):
+            return NotImplemented
+        return (self.chunk_id, self.position, self.quote, self.kinds) == (
+            other.chunk_id,
+            other.position,
+            other.quote,
+            other.kinds,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as pydantic models are
+
+    @property
     def array(self) -> np.ndarray | None:
-        return np.asarray(self.vector, dtype=np.float32) if self.vector else None
+        """The quote's embedding (unit length), or None when it was not embedded."""
+        if self._array is None and self.vector:
+            self._array = np.asarray(self.vector, dtype=np.float32)
+        return self._array
 
 
 class ArticleStatements(BaseModel):
@@ -235,16 +258,54 @@ def statements_path(data_dir: Path) -> Path:
     return data_dir / STATEMENTS_FILE
 
 
+def vectors_path(data_dir: Path) -> Path:
+    return data_dir / VECTORS_FILE
+
+
 def read_statements(data_dir: Path) -> StatementSet | None:
+    """The stored set, its embeddings memory-mapped from statements.npy (a large library's would be
+    hundreds of MB as JSON numbers, parsed at every start); None when missing or unreadable."""
     try:
-        return StatementSet.model_validate_json(statements_path(data_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        result = StatementSet.model_validate_json(statements_path(data_dir).read_text(encoding="utf-8"))
+        rows = [st for a in result.articles.values() for st in a.statements if st.row >= 0]
+        if rows:
+            matrix = np.load(vectors_path(data_dir), mmap_mode="r")
+            if matrix.ndim != 2 or len(matrix) != len(rows):
+                return None
+            for st in rows:
+                st._array = matrix[st.row]
+    except (OSError, ValueError, IndexError):
         return None
+    return result
+
+
+def write_statements(data_dir: Path, result: StatementSet) -> None:
+    """statements.json without the embeddings, and the embeddings as one float16 matrix (row order
+    recorded in each statement); the matrix first, so a crash between leaves a set that fails to read
+    (rebuilt by the next ingest), never one that reads wrong rows."""
+    arrays: list[np.ndarray] = []
+    for article in result.articles.values():
+        for st in article.statements:
+            vector = st.array
+            st.row = len(arrays) if vector is not None else -1
+            if vector is not None:
+                arrays.append(np.asarray(vector, dtype=np.float16))
+            st.vector = []
+    matrix = np.stack(arrays) if arrays else np.zeros((0, 1), dtype=np.float16)
+    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".statements-", suffix=".npy")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, matrix)
+        Path(tmp).replace(vectors_path(data_dir))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    write_atomic(statements_path(data_dir), result.model_dump_json())
 
 
 def ensure_statements(
     data_dir: Path,
-    chunks_loader: Callable[[], Sequence[Chunk]],
+    chunks_of: Callable[[str], Sequence[Chunk]],
     source_texts: dict[str, str],
     source_shas: dict[str, str],
     domain: Domain | None = None,
@@ -253,7 +314,7 @@ def ensure_statements(
 ) -> tuple[bool, StatementSet]:
     """The stored statements, brought in line with the sources: an article whose sha, the rules, the
     domain file and the model are unchanged keeps its entry; only the others are read again (and their
-    quotes embedded, when `embeddings` is given). (rebuilt, set)."""
+    quotes embedded, when `embeddings` is given); `chunks_of` gives one article's chunks. (rebuilt, set)."""
     domain = domain or Domain()
     key = statements_key(source_shas, domain, model_name)
     current = read_statements(data_dir)
@@ -268,12 +329,7 @@ def ensure_statements(
     reusable = current.articles if current is not None and same else {}
     articles: dict[str, ArticleStatements] = {}
     stale = [sid for sid, sha in source_shas.items() if reusable.get(sid) is None or reusable[sid].sha != sha]
-    by_source: dict[str, list[Chunk]] = {}
-    if stale:
-        wanted = set(stale)
-        for chunk in chunks_loader():
-            if chunk.source_id in wanted:
-                by_source.setdefault(chunk.source_id, []).append(chunk)
+    by_source = {sid: list(chunks_of(sid)) for sid in stale}  # only the articles read again
     cues = load_cues()
     for sid, sha in sorted(source_shas.items()):
         if sid in stale:
@@ -287,7 +343,7 @@ def ensure_statements(
             articles[sid] = reusable[sid]
     result = StatementSet(key=key, rules=rules, domain=domain.digest, model=model_name, articles=articles)
     try:
-        write_atomic(statements_path(data_dir), result.model_dump_json())
+        write_statements(data_dir, result)
     except OSError as exc:  # a read-only data directory: the set still serves this process
         log.warning("could not store the typed statements in %s (%s)", data_dir, exc.strerror)
     log.info("typed statements: %d articles read again, %d kept", len(stale), len(source_shas) - len(stale))
@@ -295,13 +351,15 @@ def ensure_statements(
 
 
 def _embedded(statements: list[Statement], embeddings: Embeddings) -> list[Statement]:
-    """The statements with their quotes' embeddings (unit length, rounded: the file stays small)."""
+    """The statements with their quotes' embeddings (unit length)."""
     matrix = np.asarray(embeddings.embed_documents([s.quote for s in statements]), dtype=np.float32)
     matrix /= np.where((norms := np.linalg.norm(matrix, axis=1, keepdims=True)) == 0, 1.0, norms)
-    return [
-        s.model_copy(update={"vector": [round(float(x), 5) for x in row]})
-        for s, row in zip(statements, matrix, strict=True)
-    ]
+    out = []
+    for s, row in zip(statements, matrix, strict=True):
+        copy = s.model_copy()
+        copy._array = row
+        out.append(copy)
+    return out
 
 
 class Knowledge:

@@ -287,6 +287,17 @@ class ChunkStore:
             for id_, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
         ]
 
+    def chunks_of(self, source_id: str) -> list[Chunk]:
+        """One source's chunks, in their order in the article."""
+        page = self._guard(
+            "read", self.vectorstore.get, where={"source": source_id}, include=["documents", "metadatas"]
+        )
+        found = [
+            (meta.get("position", 0), chunk_from(id_, text, meta))
+            for id_, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+        ]
+        return [chunk for _, chunk in sorted(found, key=lambda p: p[0])]
+
     def query(self, embedding: list[float], k: int) -> list[DenseHit]:
         results = self._guard(
             "query",

@@ -236,6 +236,14 @@ def figure_scale(data_dir: Path, n: int) -> dict:
             ],
         )
     load_s = time.perf_counter() - t
+    # Ingest stores the lexical index; chunks added behind its back need one that has them too.
+    from coach.retrieval import LexicalIndex, lexical_key
+    from coach.storage import read_snapshot
+
+    t = time.perf_counter()
+    articles = {sid: e.get("article", "") for sid, e in read_snapshot(settings).items()}
+    LexicalIndex(store.all_chunks()).save(settings.lexical_dir, lexical_key(articles))
+    lexical_s = time.perf_counter() - t
     t = time.perf_counter()
     service = CoachService.open(settings)
     open_s = time.perf_counter() - t
@@ -249,6 +257,7 @@ def figure_scale(data_dir: Path, n: int) -> dict:
     return {
         "indexed_chunks": store.count(),
         "synthetic_insert_s": load_s,
+        "lexical_build_s": lexical_s,
         "service_open_s": open_s,
         f"answer_p50_{n // 1000}k_ms": statistics.median(answers) * 1000,
         f"answer_p95_{n // 1000}k_ms": _pct(answers, 0.95) * 1000,
@@ -361,3 +370,144 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---- a whole generated library: ingest, the maps, re-ingest and answers at 1,000 articles ----------------
+
+LIBRARY_TARGETS = {
+    "library_throughput_ratio": 0.85,
+    "library_maps_beyond_embedding_s": 120.0,
+    "library_reingest_unchanged_s": 5.0,
+    "library_reingest_edited_s": 10.0,
+    "library_answer_p50_ratio": 3.0,
+    "library_build_ratio_1000_to_100": 12.0,
+}
+LIBRARY_QUESTIONS = [
+    "do hill sprints prevent knee pain?",
+    "how often should I do tempo runs?",
+    "what exercises strengthen the hips?",
+    "does foam rolling speed up recovery",
+    "is barefoot running good for the Achilles tendon?",
+    "how do I do glute bridges",
+    "will static stretching reduce the risk of shin splints",
+    "how many sets of calf raises",
+]
+RAW_SAMPLE = 5000  # chunks encoded raw for the throughput floor (a random sample of the library's own)
+
+
+def figure_library(data_dir: Path, n: int) -> dict:
+    """Generate `n` articles, ingest them into a fresh index, and time what a coach with that library
+    lives with: the first ingest (embedding, then the lexical index, the map and the exercise library),
+    raw encoding of the same chunks, an unchanged re-ingest, one edited article, answers."""
+    import numpy as np
+
+    from coach.answer import CoachService
+    from coach.embeddings import load_minilm
+    from evals.library_gen import write_library
+    from ingest.loader import corpus_chunks
+    from ingest.pipeline import run_ingest
+
+    corpus = write_library(data_dir / "corpus", n)
+    settings = _settings(data_dir / "data").model_copy(update={"corpus_dir": corpus})
+    embeddings = load_minilm()
+    embeddings.embed_query("load the model before timing")
+    # Raw encoding of a random sample of the same chunks, half before and half after the ingest, so a
+    # shared machine's load drifting during the long ingest weighs on both sides alike.
+    texts = [c.text for c in corpus_chunks(corpus)[0]]
+    order = np.random.default_rng(7).permutation(len(texts))[:RAW_SAMPLE]
+    halves = [[texts[i] for i in order[: len(order) // 2]], [texts[i] for i in order[len(order) // 2 :]]]
+    t = time.perf_counter()
+    embeddings.embed_documents(halves[0])
+    raw_s = time.perf_counter() - t
+    t = time.perf_counter()
+    first = run_ingest(settings, embeddings)
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    embeddings.embed_documents(halves[1])
+    raw_s += time.perf_counter() - t
+    raw_rate = len(order) / raw_s
+    ingest_rate = first.chunks_embedded / first.index_seconds
+
+    t = time.perf_counter()
+    unchanged = run_ingest(settings, embeddings)
+    unchanged_s = time.perf_counter() - t
+
+    edited = corpus / "gen-00001.md"
+    text = edited.read_text(encoding="utf-8")
+    edited.write_text(text.replace("## ", "## Revised: ", 1), encoding="utf-8")
+    t = time.perf_counter()
+    after_edit = run_ingest(settings, embeddings)
+    edited_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    service = CoachService.open(settings, embeddings=embeddings)
+    open_s = time.perf_counter() - t
+    for q in LIBRARY_QUESTIONS:
+        service.answer(q)
+    answers, floors = [], []
+    for i in range(40):
+        q = LIBRARY_QUESTIONS[i % len(LIBRARY_QUESTIONS)]
+        t = time.perf_counter()
+        service.answer(q)
+        answers.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        service.store.query(service.embeddings.embed_query(q), 20)
+        floors.append(time.perf_counter() - t)
+    p50, floor = statistics.median(answers), statistics.median(floors)
+    sizes = {
+        name: sum(f.stat().st_size for f in (settings.data_dir / name).rglob("*") if f.is_file())
+        if (settings.data_dir / name).is_dir()
+        else (settings.data_dir / name).stat().st_size
+        for name in ("sources.json", "lexical", "articles", "debates.json", "exercises.json", "chroma")
+    }
+    return {
+        "articles": n,
+        "chunks": first.chunks_total,
+        "claims": service.debate_map.claims,
+        "disagreements": first.disagreements,
+        "exercises": first.exercises,
+        "build_s": build_s,
+        "index_s": first.index_seconds,
+        "maps_s": first.maps_seconds,
+        "maps_embedding_s": first.maps_embed_seconds,
+        "maps_beyond_embedding_s": first.maps_seconds - first.maps_embed_seconds,
+        "ingest_chunks_per_s": ingest_rate,
+        "raw_encode_chunks_per_s": raw_rate,
+        "throughput_ratio": ingest_rate / raw_rate,
+        "reingest_unchanged_s": unchanged_s,
+        "reingest_unchanged_embedded": unchanged.chunks_embedded,
+        "reingest_edited_s": edited_s,
+        "reingest_edited_embedded": after_edit.chunks_embedded,
+        "reingest_edited_maps_s": after_edit.maps_seconds,
+        "service_open_s": open_s,
+        "answer_p50_ms": p50 * 1000,
+        "answer_p95_ms": _pct(answers, 0.95) * 1000,
+        "floor_embed_and_query_p50_ms": floor * 1000,
+        "answer_p50_ratio": p50 / floor,
+        "sources_json_mib": sizes["sources.json"] / 2**20,
+        "lexical_mib": sizes["lexical"] / 2**20,
+        "claims_store_mib": sizes["articles"] / 2**20,
+        "debates_json_mib": sizes["debates.json"] / 2**20,
+        "chroma_mib": sizes["chroma"] / 2**20,
+    }
+
+
+def run_library_bench(sizes: tuple[int, ...] = (100, 1000)) -> dict:
+    """The library figure at each size, each in its own child (its own peak memory), and the ratio of the
+    build times of the largest to the smallest size."""
+    root = Path(tempfile.mkdtemp(prefix="coach-bench-library-"))
+    try:
+        results = {f"library_{n}": _figure("library", root / f"library-{n}", str(n)) for n in sizes}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    small, large = results[f"library_{min(sizes)}"], results[f"library_{max(sizes)}"]
+    summary = {
+        "library_throughput_ratio": large["throughput_ratio"],
+        "library_maps_beyond_embedding_s": large["maps_beyond_embedding_s"],
+        "library_reingest_unchanged_s": large["reingest_unchanged_s"],
+        "library_reingest_edited_s": large["reingest_edited_s"],
+        "library_answer_p50_ratio": large["answer_p50_ratio"],
+        f"library_build_ratio_{max(sizes)}_to_{min(sizes)}": large["build_s"] / small["build_s"],
+        "library_peak_mib": large["peak_mib"],
+    }
+    return {"results": {**results, "library": summary}, "targets": LIBRARY_TARGETS}

@@ -16,6 +16,8 @@ coach's sentence templates (coach/cues.toml [compose], outside their slots) are 
   position cites a side-A source and another position cites a side-B source.
 - disagreement precision: share of disagreements shown in answers (over all answerable cases) whose sides
   match a disagreement of the gold set (evals/cases.toml); an invented one counts against it.
+- cited@5: share of answerable cases with expected sources where one of them is among the first five
+  sources the answer cites (in the order of its citations).
 - abstention accuracy: share of out-of-scope cases the coach abstains on, and separately the share of
   answerable cases it does not abstain on (both directions).
 - red-flag recall / false-alarm rate: share of urgent cases flagged urgent; share of other cases flagged.
@@ -93,6 +95,15 @@ def retrieval_metrics(results: list[CaseResult], mode: str) -> dict[str, float]:
         reciprocal += 1.0 / rank if rank else 0.0
     n = max(len(scored), 1)
     return {"hit@5": hits / n, "recall@5": recalls / n, "mrr": reciprocal / n}
+
+
+def cited_at_5(results: list[CaseResult]) -> dict[str, float]:
+    scored = [r for r in results if r.kind == "answerable" and r.expected]
+    hits = 0
+    for r in scored:
+        first = list(dict.fromkeys(c["source_id"] for c in r.citations))[:TOP]
+        hits += bool(set(first) & set(r.expected))
+    return {"cited@5": hits / len(scored) if scored else 1.0}
 
 
 def citation_metrics(results: list[CaseResult]) -> dict[str, float]:

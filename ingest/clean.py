@@ -8,10 +8,51 @@ Every line kept is a verbatim slice of the capture, so quotes drawn from it stay
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 
 from coach.text import BULLET, collapse, split_sentences
+
+# --- repair: what every article goes through first ---------------------------------------------------
+# Format characters (category Cf) are invisible: soft hyphens, zero-width spaces, direction marks, a BOM
+# inside the text. They split words for search and make a quote typed by a reader fail to match, so
+# they go; the zero-width joiner stays, because it is part of emoji sequences (👩‍👩‍👧) and harmless elsewhere.
+_KEEP_FORMAT = {"\u200d"}
+
+
+def repair_text(raw: str) -> str:
+    """The text of a raw capture as quotes are checked against: mojibake fixed by ftfy ("Johnâ€™s" ->
+    "John’s"), control characters (NUL included) and invisible format characters removed, Unicode in
+    NFC. Quotes, typography and HTML entities are left as written (ftfy's other fixes are off)."""
+    import ftfy
+
+    config = ftfy.TextFixerConfig(
+        unescape_html=False,
+        uncurl_quotes=False,
+        fix_latin_ligatures=False,
+        fix_character_width=False,
+        remove_terminal_escapes=True,
+        remove_control_chars=True,
+        normalization="NFC",
+        explain=False,
+    )
+    return ftfy.fix_text(raw, config).translate(_invisible_table())
+
+
+@functools.cache
+def _invisible_table() -> dict[int, None]:
+    """str.translate's table deleting every control and format character but white space and the ZWJ."""
+    return {
+        code: None
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) in ("Cf", "Cc")
+        and chr(code) not in "\t\n\r\f"
+        and chr(code) not in _KEEP_FORMAT
+    }
+
 
 # Whole lines that are page furniture, matched on the collapsed line, case-insensitively.
 _FURNITURE = [
@@ -35,6 +76,7 @@ _FURNITURE = [
     r"references?( ?(&|and) ?resources)?\b.*",
     r"see (also|our)\b.*",
     r"(read|learn) more\b.*|click here\b.*",
+    r"\W*(filed|posted) (under|in):? .*",
     r"abn \d[\d ]*",
     r".*\((image|photo|picture|credit|source)s?: [^)]*\)",
     r"/\*.*\*/(\s*/\*.*\*/)*",
@@ -76,8 +118,13 @@ class CleanArticle:
     comments: list[Comment]
 
 
+# Furniture is short (a menu item, a cookie banner); the patterns' ".*" pairs backtrack over a long line
+# (quadratic: 3 s on one 120,000-character line), and a paragraph that long is not furniture anyway.
+MAX_FURNITURE_CHARS = 400
+
+
 def _is_furniture(line: str) -> bool:
-    return bool(_FURNITURE_RE.match(line))
+    return len(line) <= MAX_FURNITURE_CHARS and bool(_FURNITURE_RE.match(line))
 
 
 def _is_heading_candidate(line: str) -> bool:
@@ -189,24 +236,41 @@ def clean_markdown(raw: str, *, title: str) -> CleanArticle:
     return clean_lines(lines, title=title, known_headings=headings)
 
 
-def clean_html(raw: str, *, title: str) -> tuple[CleanArticle, str]:
+def clean_html(raw: str, *, title: str) -> tuple[CleanArticle, str, dict[str, str | None]]:
     """HTML capture through trafilatura's main-content extractor; also returns the extracted text,
-    which is what quotes from an HTML source are checked against."""
+    which is what quotes from an HTML source are checked against, and the dates the page's metadata
+    gives (`published`, and `updated` when the page says it was modified), as ISO strings."""
     import trafilatura
 
     extracted = trafilatura.bare_extraction(
         raw, output_format="python", include_comments=True, include_formatting=True, with_metadata=True
     )
     if extracted is None:
-        return CleanArticle(sections=[], comments=[]), ""
-    body = extracted.text or ""
+        return CleanArticle(sections=[], comments=[]), "", {}
+    body = repair_text(extracted.text or "")
     article = clean_markdown(body, title=title)
-    comment_text = extracted.comments or ""
+    comment_text = repair_text(extracted.comments or "")
     if comment_text.strip():
         article.comments.extend(
             Comment(commenter=None, lines=[collapse(p)]) for p in comment_text.split("\n") if collapse(p)
         )
-    return article, body + "\n" + comment_text
+    return article, body + "\n" + comment_text, page_dates(raw, extracted.date)
+
+
+def page_dates(raw: str, extracted_date: str | None) -> dict[str, str | None]:
+    """Publication and modification dates from the page's metadata. trafilatura's date is the original
+    publication date (its default, `original_date=True`); asked again without it, it gives the latest
+    date the page states, which is the update when that differs."""
+    if not extracted_date:
+        return {}
+    from trafilatura.metadata import extract_metadata
+
+    latest = None
+    try:
+        latest = extract_metadata(raw, date_config={"original_date": False, "extensive_search": False}).date
+    except Exception:  # noqa: BLE001 - metadata is a bonus; the article is what matters
+        latest = None
+    return {"published": extracted_date, "updated": latest if latest and latest > extracted_date else None}
 
 
 def first_line_title(raw: str) -> str:

@@ -1,32 +1,46 @@
-"""Ingest: load -> clean -> chunk -> embed -> upsert (incremental), then save the source snapshot and the
-disagreement map."""
+"""Ingest: load -> repair -> clean -> chunk -> embed -> upsert (incremental), then save the source
+snapshot, the lexical index, the disagreement map and the exercise library (each article's part kept, so
+only changed articles are worked on again)."""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import logging
 import sqlite3
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from langchain_core.documents import Document
 
-from coach.debates import DebateMap, ensure_map
+from coach.debates import DebateMap, article_key, ensure_map, source_dates
 from coach.domain import Domain, load_domain, write_domain
 from coach.embeddings import MODEL_NAME, CountingEmbeddings, NamedEmbeddings
-from coach.errors import CoachError, StoreError
+from coach.errors import CoachError, CorpusError, StoreError
+from coach.models import Chunk
+from coach.retrieval import LexicalIndex, chunk_terms, lexical_key, stored_key, stored_terms
 from coach.routines import Library, ensure_library
 from coach.safety import ensure_anchors
 from coach.settings import Settings
 from coach.statements import Knowledge, ensure_statements
 from coach.storage import read_snapshot, write_atomic
-from coach.store import ChunkStore, move_aside, server_down
+from coach.store import ChunkStore, chunk_from, move_aside, server_down
 from coach.text import collapse
-from ingest.loader import LoadedSource, chunk_key, chunk_source, load_corpus
+from ingest.loader import (
+    ArticleUnusable,
+    LoadedSource,
+    Skipped,
+    chunk_key,
+    chunk_source,
+    load_corpus,
+    note_skipped,
+)
 from ingest.quarantine import Flagged
+
+EXIT_SKIPPED = 3  # `coach ingest` exit status when some articles were skipped (the rest is indexed)
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +65,14 @@ class IngestReport:
     # Passages kept out of the index (ingest/quarantine.py), for the corpus's owner to fix.
     flagged: list[Flagged] = field(default_factory=list)
     model_exported: bool = False  # this run made the ONNX export the query path loads
+    skipped: list[Skipped] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # skipped articles whose last good version stays indexed
+    maps_seconds: float = 0.0  # the lexical index, the disagreement map and the exercise library
+    maps_embed_seconds: float = 0.0  # ...of which embedding claims (new or changed articles only)
 
     def summary(self) -> str:
         debates = "rebuilt" if self.debates_rebuilt else "unchanged"
-        return (
+        text = (
             f"{self.sources} articles ({self.sources_added} added, {self.sources_updated} updated, "
             f"{self.sources_deleted} deleted, {self.sources_unchanged} unchanged); chunks: "
             f"{self.chunks_embedded} embedded, {self.chunks_deleted} deleted, {self.chunks_unchanged} unchanged, "
@@ -62,6 +80,11 @@ class IngestReport:
             f"exercise library {'rebuilt' if self.exercises_rebuilt else 'unchanged'}: {self.exercises} exercises"
             + ("; embedding model exported to ONNX" if self.model_exported else "")
         )
+        if self.skipped:
+            text += f"; {len(self.skipped)} skipped"
+            if self.kept:
+                text += f" ({len(self.kept)} of them still indexed as last ingested)"
+        return text
 
 
 def record_manager(settings: Settings):  # noqa: ANN201
@@ -74,17 +97,32 @@ def record_manager(settings: Settings):  # noqa: ANN201
     return manager
 
 
-def _write_snapshot(settings: Settings, loaded: list[LoadedSource]) -> dict[str, dict]:
-    snapshot = {
-        ls.source.source_id: {**ls.source.model_dump(), "sha": ls.sha, "text": collapse(ls.verbatim_text)}
-        for ls in loaded
-    }
+def _write_snapshot(
+    settings: Settings, loaded: list[LoadedSource], docs: dict[str, list[Document]], kept: dict[str, dict]
+) -> dict[str, dict]:
+    """sources.json: each source's facts, sha, article key (its chunk ids) and collapsed text, the text
+    quotes are checked against at answer time. Skipped articles indexed before keep their last entry."""
+    snapshot = dict(kept)
+    for ls in loaded:
+        sid = ls.source.source_id
+        snapshot[sid] = {
+            **ls.source.model_dump(mode="json"),
+            "sha": ls.sha,
+            "article": article_key(sid, [chunk_key(d) for d in docs[sid]]),
+            "raw": ls.raw,
+            "chunks": len(docs[sid]),
+            "text": collapse(ls.verbatim_text),
+            # kept so that a re-ingest that does not read the article again still lists them
+            "flagged": [dataclasses.asdict(f) for f in ls.flagged],
+        }
+    snapshot = dict(sorted(snapshot.items()))
     write_atomic(settings.snapshot_path, json.dumps(snapshot, ensure_ascii=False))
     return snapshot
 
 
-def _reconcile(store: ChunkStore, manager) -> None:  # noqa: ANN001
-    """Make the record manager and the collection agree after a crash or a lost index.
+def _reconcile(store: ChunkStore, manager) -> set[str]:  # noqa: ANN001
+    """Make the record manager and the collection agree after a crash or a lost index; the keys recorded
+    after it.
 
     Records without vectors are forgotten (so they get embedded again); vectors without records are
     deleted (so cleanup can never miss them).
@@ -99,6 +137,7 @@ def _reconcile(store: ChunkStore, manager) -> None:  # noqa: ANN001
     if orphans:
         log.warning("deleting %d vectors with no record", len(orphans))
         store.delete(sorted(orphans))
+    return recorded - stale_records
 
 
 def _counting(docs: list[Document], on_doc: Callable[[], None] | None) -> Iterator[Document]:
@@ -128,12 +167,43 @@ def run_ingest(
     on_start: Callable[[int], None] | None = None,
     on_doc: Callable[[], None] | None = None,
 ) -> IngestReport:
-    """Bring the index in line with the corpus, embedding only chunks it does not hold yet."""
+    """Bring the index in line with the corpus, embedding only chunks it does not hold yet.
+
+    An article that cannot be used is skipped (`IngestReport.skipped`, one line each) and the rest is
+    indexed; if an earlier ingest indexed it, that version stays (nothing indexed is lost to a bad edit)."""
     from langchain_core.indexing import index
 
-    loaded = load_corpus(settings.corpus_dir)  # fails before anything is touched
+    skipped: list[Skipped] = []
+    previous = read_snapshot(settings)
+    # Articles whose file and facts are those already indexed are not read again (their chunks, claims
+    # and terms are stored): a re-ingest of a large library works on what changed.
+    known = (
+        {} if rebuild else {sid: e["raw"] for sid, e in previous.items() if e.get("raw") and e.get("article")}
+    )
+    reused: dict[str, str] = {}
+    loaded = load_corpus(
+        settings.corpus_dir,
+        max_article_mb=settings.max_article_mb,
+        skipped=skipped,
+        known=known,
+        reused=reused,
+    )
     domain = load_domain(settings.corpus_dir)
-    docs = [doc for ls in loaded for doc in chunk_source(ls)]
+    usable: list[LoadedSource] = []
+    docs_by_source: dict[str, list[Document]] = {}
+    for ls in loaded:
+        try:
+            docs_by_source[ls.source.source_id] = chunk_source(ls)
+        except ArticleUnusable as exc:
+            note_skipped(skipped, Skipped(ls.path, str(exc)))
+            continue
+        usable.append(ls)
+    kept = {} if rebuild else {s.path.stem: previous[s.path.stem] for s in skipped if s.path.stem in previous}
+    carried = {sid: previous[sid] for sid in reused}
+    if not usable and not kept and not carried:
+        lines = "; ".join(s.line() for s in skipped)
+        raise CorpusError(f"No usable articles in {settings.corpus_dir}: {lines}.")
+    docs = [doc for ls in usable for doc in docs_by_source[ls.source.source_id]]
     prepare_data_dir(settings)
     model_exported = ensure_onnx_export(settings, embeddings)
     counter = CountingEmbeddings(embeddings)  # counts what this run really embeds
@@ -142,22 +212,38 @@ def run_ingest(
     if rebuild:
         manager.delete_keys(manager.list_keys())
     store.vectorstore  # noqa: B018 - creates the collection with our model's identity, or refuses a foreign one
-    _reconcile(store, manager)
+    keys = _reconcile(store, manager)
+    # An article not read again must still be whole in the index (records lost with their vectors, or a
+    # store emptied by hand): any that is not is read and indexed like a changed one.
+    recorded = Counter(_source_of(key) for key in keys)
+    for sid in [sid for sid, entry in carried.items() if recorded[sid] != entry.get("chunks")]:
+        del carried[sid]
+        try:
+            ls = _reload(settings, sid)
+            docs_by_source[sid] = chunk_source(ls)
+        except ArticleUnusable as exc:
+            note_skipped(skipped, Skipped(settings.corpus_dir / sid, str(exc)))
+            continue
+        usable.append(ls)
+        docs.extend(docs_by_source[sid])
 
-    previous = read_snapshot(settings)
     if on_start:
         on_start(len(docs))
     started = time.perf_counter()
     try:
+        # scoped_full: chunks of the sources in this run that are gone are deleted; a skipped source's
+        # chunks are left alone (kept), and sources whose files are gone are removed just below.
         result = index(
             _counting(docs, on_doc),
             manager,
             store.vectorstore,
-            cleanup="full",
+            cleanup="scoped_full",
             source_id_key="source",
             key_encoder=chunk_key,
             batch_size=64,
         )
+        # keys from before indexing: indexing adds and deletes keys only of sources in this run
+        deleted = _remove_gone(store, manager, keys, set(docs_by_source) | set(kept) | set(carried))
     except CoachError:
         raise
     except Exception as exc:
@@ -168,34 +254,44 @@ def run_ingest(
             f"Ingest failed while writing the index ({' '.join(str(exc).split())[:200]})."
         ) from exc
     index_seconds = time.perf_counter() - started
-    snapshot = _write_snapshot(settings, loaded)
+    snapshot = _write_snapshot(settings, usable, docs_by_source, {**kept, **carried})
     write_domain(settings, domain)
-    current = {ls.source.source_id: ls.sha for ls in loaded}
+    chunks = {
+        sid: [chunk_from(chunk_key(d), d.page_content, d.metadata) for d in group]
+        for sid, group in docs_by_source.items()
+    }
+    started = time.perf_counter()
+    timed = TimedEmbeddings(embeddings)
     (rebuilt, debate_map), (library_rebuilt, library) = update_maps(
-        settings, embeddings, store, snapshot, domain
+        settings, timed, store, snapshot, domain, chunks
     )
+    maps_seconds = time.perf_counter() - started
+    current = {ls.source.source_id: ls.sha for ls in usable}
 
     return IngestReport(
-        sources=len(loaded),
+        sources=len(snapshot),
         sources_added=sum(1 for sid in current if sid not in previous),
         sources_updated=sum(
             1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] != sha
         ),
-        sources_deleted=sum(1 for sid in previous if sid not in current),
-        sources_unchanged=sum(
-            1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] == sha
-        ),
+        sources_deleted=sum(1 for sid in previous if sid not in snapshot),
+        sources_unchanged=len(carried)
+        + sum(1 for sid, sha in current.items() if sid in previous and previous[sid]["sha"] == sha),
         chunks_embedded=counter.documents_embedded,
-        chunks_deleted=result["num_deleted"],
-        chunks_unchanged=result["num_skipped"],
+        chunks_deleted=result["num_deleted"] + deleted,
+        chunks_unchanged=result["num_skipped"] + sum(int(e.get("chunks", 0)) for e in carried.values()),
         chunks_total=store.count(),
         debates_rebuilt=rebuilt,
         disagreements=len(debate_map.disagreements),
         index_seconds=index_seconds,
         exercises_rebuilt=library_rebuilt,
         exercises=len(library.exercises),
-        flagged=[f for ls in loaded for f in ls.flagged],
+        flagged=[Flagged(**f) for entry in snapshot.values() for f in entry.get("flagged", [])],
         model_exported=model_exported,
+        skipped=skipped,
+        kept=sorted(kept),
+        maps_seconds=maps_seconds,
+        maps_embed_seconds=timed.seconds,
     )
 
 
@@ -216,27 +312,109 @@ def ensure_onnx_export(settings: Settings, embeddings: NamedEmbeddings) -> bool:
     return made
 
 
+class TimedEmbeddings(NamedEmbeddings):
+    """The model, with the seconds spent embedding counted (what the maps' build time is net of)."""
+
+    def __init__(self, inner: NamedEmbeddings) -> None:
+        super().__init__(inner, name=inner.name, dim=inner.dim)
+        self.seconds = 0.0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        started = time.perf_counter()
+        try:
+            return super().embed_documents(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def _reload(settings: Settings, source_id: str) -> LoadedSource:
+    """Read one article that load_corpus passed over as unchanged."""
+    from ingest.loader import ARTICLE_SUFFIXES, load_article, read_catalogue
+
+    [path] = [p for p in settings.corpus_dir.glob(f"{source_id}.*") if p.suffix.lower() in ARTICLE_SUFFIXES]
+    facts = read_catalogue(settings.corpus_dir).get(source_id, {})
+    return load_article(path, facts, max_article_mb=settings.max_article_mb)
+
+
+def _source_of(key: str) -> str:
+    return key.rsplit(":", 1)[0]
+
+
+def _remove_gone(store: ChunkStore, manager, keys: set[str], sources: set[str]) -> int:  # noqa: ANN001
+    """Delete the chunks (and records) of sources no longer in the corpus; how many."""
+    gone = sorted(key for key in keys if _source_of(key) not in sources)
+    for start in range(0, len(gone), 5000):
+        batch = gone[start : start + 5000]
+        store.delete(batch)
+        manager.delete_keys(batch)
+    return len(gone)
+
+
 def update_maps(
     settings: Settings,
     embeddings: NamedEmbeddings,
     store: ChunkStore,
     snapshot: dict[str, dict],
     domain: Domain,
+    chunks: dict[str, list[Chunk]] | None = None,
 ) -> tuple[tuple[bool, DebateMap], tuple[bool, Library]]:
-    """Rebuild the disagreement map, the typed statements (one article at a time) and the exercise
-    library (from the statements' exercises) when the sources changed since they were built (each keyed
-    by the snapshot's shas); every chunk is read from the store at most once, and only when one of them
-    needs rebuilding."""
+    """The lexical index, the disagreement map, the typed statements and the exercise library (from the
+    statements' exercises), each brought up to date with the snapshot article by article. `chunks`: this
+    run's chunks by source; a source not in it (unchanged, or a skipped article still indexed) is read
+    from the store, and only if its stored parts are missing."""
+    chunks = dict(chunks or {})
+
+    def chunks_of(source_id: str) -> list[Chunk]:
+        if source_id not in chunks:
+            chunks[source_id] = store.chunks_of(source_id)
+        return chunks[source_id]
+
     shas = {sid: entry.get("sha", "") for sid, entry in snapshot.items()}
     texts = {sid: entry.get("text", "") for sid, entry in snapshot.items()}
-    chunks = functools.cache(store.all_chunks)
-    debates = ensure_map(settings.data_dir, chunks, texts, shas, embeddings, embeddings.name, domain)
+    articles = {sid: entry.get("article", "") for sid, entry in snapshot.items()}
+    _update_lexical(settings, articles, chunks_of)
+    debates = ensure_map(
+        settings.data_dir,
+        settings.cache_dir,
+        articles,
+        chunks_of,
+        texts,
+        shas,
+        embeddings,
+        embeddings.name,
+        domain,
+        source_dates(snapshot),
+    )
     _, statements = ensure_statements(
-        settings.data_dir, chunks, texts, shas, domain, embeddings, embeddings.name
+        settings.data_dir, chunks_of, texts, shas, domain, embeddings, embeddings.name
     )
     library = ensure_library(settings.data_dir, Knowledge(statements).exercise_facts, shas, domain)
     ensure_anchors(settings.data_dir, embeddings, embeddings.name)  # the red-flag triage's descriptions
     return debates, library
+
+
+def _update_lexical(
+    settings: Settings, articles: dict[str, str], chunks_of: Callable[[str], list[Chunk]]
+) -> None:
+    """Store the BM25 index of every chunk, unless the stored one already is of these articles. Sources
+    this run did not read come from the stored index (when it has them as they are), and the terms of
+    chunks it has are reused, so only changed chunks are tokenised."""
+    key = lexical_key(articles)
+    if stored_key(settings.lexical_dir) == key:
+        return
+    stored = LexicalIndex.load(settings.lexical_dir)
+    by_source: dict[str, list[Chunk]] = {}
+    for chunk in stored[0].chunks if stored else []:
+        by_source.setdefault(chunk.source_id, []).append(chunk)
+    known = stored_terms(settings.lexical_dir)
+    all_chunks: list[Chunk] = []
+    for sid in sorted(articles):
+        group = by_source.get(sid, [])
+        if article_key(sid, [c.chunk_id for c in group]) != articles[sid]:
+            group = chunks_of(sid)
+        all_chunks.extend(group)
+    tokenized = [known.get(c.chunk_id) or chunk_terms(c) for c in all_chunks]
+    LexicalIndex(all_chunks, tokenized).save(settings.lexical_dir, key)
 
 
 def _open_for_writing(settings: Settings, embeddings: CountingEmbeddings, *, rebuild: bool) -> ChunkStore:

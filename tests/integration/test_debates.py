@@ -193,3 +193,55 @@ def test_a_lost_or_unreadable_map_stops_the_coach_opening_and_ingest_rebuilds_it
     assert rebuilt.key == service.debate_map.key == debate_map.key
     assert [d.public() for d in rebuilt.disagreements] == [d.public() for d in debate_map.disagreements]
     assert len(debate_map.disagreements) == 1
+
+
+def dated_corpus(tmp_path: Path, articles: dict[str, str], dates: dict[str, str]) -> Path:
+    directory = corpus(tmp_path, articles)
+    (directory / "sources.toml").write_text(
+        "".join(f'[{sid}]\ntitle = "{sid}"\npublished = {date}\n\n' for sid, date in dates.items()),
+        encoding="utf-8",
+    )
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("dates", "kind"),
+    [
+        ({"stretch-for": "2008-05-01", "stretch-against": "2021-06-02"}, "outdated"),
+        ({"stretch-for": "2020-05-01", "stretch-against": "2021-06-02"}, "conflicting_opinions"),
+        ({"stretch-against": "2021-06-02"}, "conflicting_opinions"),  # one side undated: never outdated
+        ({}, "conflicting_opinions"),
+    ],
+)
+def test_a_view_contradicted_by_a_much_newer_source_is_outdated(tmp_path, dates, kind) -> None:
+    articles = {"stretch-for": STRETCH_FOR, "stretch-against": STRETCH_AGAINST}
+    settings = make_settings(tmp_path / "data", dated_corpus(tmp_path, articles, dates))
+    run_ingest(settings, load_minilm())
+    debate_map = read_map(settings.data_dir)
+    assert debate_map is not None
+    [found] = debate_map.disagreements
+    assert found.kind == kind
+    summaries = " ".join(p.summary for p in found.positions)
+    if kind == "outdated":  # both dates shown, each with its side
+        assert "(2008-05-01)" in found.positions[0].summary or "(2008-05-01)" in found.positions[1].summary
+        assert "2008-05-01" in summaries
+        assert "2021-06-02" in summaries
+    else:
+        assert "2021-06-02" not in summaries
+
+
+def test_editing_one_date_rebuilds_the_map_without_embedding(tmp_path) -> None:
+    articles = {"stretch-for": STRETCH_FOR, "stretch-against": STRETCH_AGAINST}
+    dates = {"stretch-for": "2020-05-01", "stretch-against": "2021-06-02"}
+    settings = make_settings(tmp_path / "data", dated_corpus(tmp_path, articles, dates))
+    run_ingest(settings, load_minilm())
+    stored = {p: p.stat().st_mtime_ns for p in settings.cache_dir.rglob("*.npz")}
+    assert len(stored) == 2  # each article's claims, analysed once
+    dated_corpus(tmp_path, articles, {**dates, "stretch-for": "2009-01-01"})
+    report = run_ingest(settings, load_minilm())
+    assert report.debates_rebuilt
+    assert report.chunks_embedded == 0
+    assert {p: p.stat().st_mtime_ns for p in settings.cache_dir.rglob("*.npz")} == stored  # not re-analysed
+    debate_map = read_map(settings.data_dir)
+    assert debate_map is not None
+    assert [d.kind for d in debate_map.disagreements] == ["outdated"]

@@ -147,16 +147,22 @@ def test_only_the_changed_article_is_read_again(tmp_path: Path, articles, monkey
         return original(group, text, *args, **kwargs)
 
     monkeypatch.setattr(statements_module, "extract_article", spy)
-    rebuilt, first = ensure_statements(tmp_path, lambda: chunks, texts, shas, domain)
+    rebuilt, first = ensure_statements(
+        tmp_path, lambda sid: [c for c in chunks if c.source_id == sid], texts, shas, domain
+    )
     assert rebuilt
     assert sorted(read) == sorted(texts)
     read.clear()
-    rebuilt, again = ensure_statements(tmp_path, lambda: chunks, texts, shas, domain)
+    rebuilt, again = ensure_statements(
+        tmp_path, lambda sid: [c for c in chunks if c.source_id == sid], texts, shas, domain
+    )
     assert not rebuilt
     assert read == []
     assert again == first
     changed = {**shas, "oyf-cure-for-weak-glutes": "b"}
-    rebuilt, third = ensure_statements(tmp_path, lambda: chunks, texts, changed, domain)
+    rebuilt, third = ensure_statements(
+        tmp_path, lambda sid: [c for c in chunks if c.source_id == sid], texts, changed, domain
+    )
     assert rebuilt
     assert read == ["oyf-cure-for-weak-glutes"]
     assert third.articles["glutes-fire-in-running"] == first.articles["glutes-fire-in-running"]

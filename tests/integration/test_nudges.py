@@ -22,7 +22,7 @@ from coach.answer import CoachService
 from coach.settings import Settings
 from coach.state import State
 from coach.text import collapse
-from tests.botapi import BotApiStandIn, Fault, callback, message, parse_html
+from tests.botapi import BotApiStandIn, Fault, message, parse_html
 from tests.conftest import CORPUS, make_bot_settings
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,15 @@ _ids = itertools.count(1)
 
 
 async def send(bot: Bot, update: dict) -> None:
+    bot_api(bot).expect(update)
     await bot.app.process_update(Update.de_json(update, bot.app.bot))
+
+
+async def press(bot: Bot, label: str, message_id: int | None = None, chat: int = CHAT) -> None:
+    """Press a live button under a message (the chat's last by default), as the runner's client does."""
+    api = bot_api(bot)
+    message_id = message_id if message_id is not None else api.last(chat).message_id
+    await send(bot, api.press_update(chat, message_id, label, update_id=next(_ids)))
 
 
 async def command(bot: Bot, text: str, chat: int = CHAT) -> str:
@@ -192,16 +200,16 @@ async def test_subscribe_with_buttons_shows_both_frequency_positions(
     bot: Bot, api: BotApiStandIn, service: CoachService
 ) -> None:
     await command(bot, "/subscribe")
-    choice = buttons(api.sent(chat_id=CHAT)[-1])
-    assert "07:30" in choice
-    await send(bot, callback(next(_ids), choice["07:30"], user_id=CHAT))
-    zones = buttons(api.sent(chat_id=CHAT)[-1])
-    assert "Europe/Berlin" in zones
-    await send(bot, callback(next(_ids), zones["Europe/Berlin"], user_id=CHAT))
-    screen = api.sent(chat_id=CHAT)[-1]
+    flow = api.last(CHAT)
+    assert "07:30" in buttons(api.as_message(flow))
+    await press(bot, "07:30")
+    assert api.last(CHAT) is flow  # one message, edited step by step
+    assert "Europe/Berlin" in buttons(api.as_message(flow))
+    await press(bot, "Europe/Berlin")
+    screen = api.as_message(flow)
     assert set(buttons(screen)) == {"Daily", "Twice a week"}
     assert all(len(data.encode()) <= 64 for data in buttons(screen).values())
-    shown = parse_html(screen["text"])
+    shown = screen["text"]
     [debate] = [
         d for d in service.debate_map.disagreements if d.topic == "How often should you train the glutes?"
     ]
@@ -209,12 +217,13 @@ async def test_subscribe_with_buttons_shows_both_frequency_positions(
     assert {"glutes-fire-in-running", "runners-need-strong-glutes"} <= sources
     for p in debate.positions:
         for e in p.evidence:
-            assert e.quote in shown
-    await send(bot, callback(next(_ids), buttons(screen)["Twice a week"], user_id=CHAT))
-    assert "Subscribed: a routine twice a week at 07:30 (Europe/Berlin)" in parse_html(
-        api.sent(chat_id=CHAT)[-1]["text"]
-    )
+            assert shown.count(e.quote) == 1  # each side's quotes once
+    await press(bot, "Twice a week")
+    assert "Subscribed: a routine twice a week at 07:30 (Europe/Berlin)" in flow.text
+    assert flow.reply_markup is None  # the flow is over: no buttons left
+    assert len(api.messages(CHAT)) == 1
     assert (await bot.state.subscription(CHAT)).frequency == "twice-weekly"
+    assert api.errors == []
 
 
 async def test_malformed_subscribe_gets_a_clear_message_and_changes_nothing(bot: Bot) -> None:
@@ -402,12 +411,17 @@ async def test_done_keeps_a_streak_and_snooze_reminds_an_hour_later(
     for day in (1, 2):
         clock.set(2026, 6, day, 5, 30)
         await bot.nudger.run_due()
-        await send(bot, callback(next(_ids), buttons(nudges(api)[-1])["Done"], user_id=CHAT))
-        assert f"Streak: {day}" in parse_html(api.sent(chat_id=CHAT)[-1]["text"])
+        await press(bot, "Done")
+        nudge = api.last(CHAT)
+        assert nudge.text.startswith(f"Day {day}: today's glute routine")  # the nudge, edited in place
+        assert nudge.text.endswith(f"✅ Done. Streak: {day}.")
+        assert nudge.reply_markup is None
     clock.set(2026, 6, 3, 5, 30)
     await bot.nudger.run_due()
-    await send(bot, callback(next(_ids), buttons(nudges(api)[-1])["Snooze 1 h"], user_id=CHAT))
+    await press(bot, "Snooze 1 h")
     assert api.sent("answerCallbackQuery")[-1]["text"] == "I'll remind you in an hour."
+    assert api.last(CHAT).text.endswith("⏰ Snoozed: I will send it again at 08:30.")  # Berlin time
+    assert api.last(CHAT).reply_markup is None
     await bot.restart()  # snoozes live in the delivery log: they survive a restart
     clock.set(2026, 6, 3, 6, 29)
     assert await bot.nudger.run_due() == []  # not yet
@@ -421,8 +435,11 @@ async def test_done_keeps_a_streak_and_snooze_reminds_an_hour_later(
     assert "Routines sent: 3; done: 2." in stats
     assert "Streak: 2 (best 2)" in stats
     assert "today is day 3" in stats
-    routine = await command(bot, "/routine")
+    routine = await command(bot, "/routine")  # today's, not yet done: with its Done button
     assert routine.startswith("Day 3: today's glute routine")
+    assert list(buttons(api.sent(chat_id=CHAT)[-1])) == ["Done"]
+    assert api.used_but_live(CHAT) == []
+    assert api.errors == []
 
 
 async def test_the_real_job_queue_fires_the_nudge(

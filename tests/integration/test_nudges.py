@@ -22,7 +22,7 @@ from coach.answer import CoachService
 from coach.settings import Settings
 from coach.state import State
 from coach.text import collapse
-from tests.botapi import BotApiStandIn, Fault, message, parse_html
+from tests.botapi import BotApiStandIn, Fault, callback, message, parse_html
 from tests.conftest import CORPUS, make_bot_settings
 
 pytestmark = pytest.mark.integration
@@ -554,3 +554,64 @@ def test_the_ingested_library_quotes_verbatim_over_a_28_day_programme(service: C
                 assert ex.quote in source
                 assert ex.how is None or ex.how in source
                 assert ex.dose is None or ex.dose in source
+
+
+async def test_a_changed_time_still_ahead_today_takes_effect_today(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    clock.set(2026, 6, 1, 6, 0)  # 08:00 in Berlin: a 07:30 subscription starts tomorrow
+    reply = await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    assert "The next one comes on Tue 02 Jun at 07:30" in reply
+    reply = await command(bot, "/subscribe 19:00 Europe/Berlin daily")  # still ahead today
+    assert "The next one comes today at 19:00" in reply
+    assert await bot.next_due() == datetime(2026, 6, 1, 17, 0, tzinfo=UTC)
+    clock.set(2026, 6, 1, 17, 0)
+    assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+    assert parse_html(nudges(api)[-1]["text"]).startswith("Day 1:")
+    # Today's is sent: a change to a later time today does not send a second one.
+    clock.set(2026, 6, 1, 17, 10)
+    assert "on Tue 02 Jun at 20:00" in await command(bot, "/subscribe 20:00 Europe/Berlin daily")
+    assert await bot.next_due() == datetime(2026, 6, 2, 18, 0, tzinfo=UTC)
+
+
+async def test_routine_is_a_taster_for_others_and_the_next_day_for_a_subscriber(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    taster = await command(bot, "/routine")
+    assert taster.startswith("Day 1: today's glute routine")
+    assert "A taster: /subscribe" in taster
+    assert not api.sent(chat_id=CHAT)[-1].get("reply_markup")
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    clock.set(2026, 6, 1, 5, 30)
+    await bot.nudger.run_due()
+    routine = await command(bot, "/routine")  # today's, sent and not done: with Done
+    assert routine.startswith("Day 1:")
+    assert list(buttons(api.sent(chat_id=CHAT)[-1])) == ["Done"]
+    await press(bot, "Done")
+    assert "Streak: 1" in api.last(CHAT).text
+    nxt = await command(bot, "/routine")  # done today: tomorrow's, said so
+    assert nxt.startswith("Day 2:")
+    assert "it comes on Tue 02 Jun at 07:30" in nxt
+    assert api.used_but_live(CHAT) == []
+    assert api.errors == []
+
+
+async def test_stale_subscribe_buttons_are_removed_and_an_expired_one_only_toasts(
+    bot: Bot, api: BotApiStandIn
+) -> None:
+    await command(bot, "/subscribe")
+    first = api.last(CHAT)
+    await command(bot, "/subscribe")  # a second flow: the first's buttons go
+    second = api.last(CHAT)
+    assert first.reply_markup is None
+    assert second.reply_markup is not None
+    await command(bot, "/subscribe 07:30 UTC daily")  # typed in full: the open flow's buttons go too
+    assert second.reply_markup is None
+    assert api.live_keyboards(CHAT) == []
+    messages = len(api.messages(CHAT))
+    # A button of a flow that is over (from an old client view): a toast, no chat message.
+    stale = api.as_message(first)
+    stale["reply_markup"] = {"inline_keyboard": [[{"text": "07:30", "callback_data": "sub|x|bad"}]]}
+    await send(bot, callback(next(_ids), "sub|x|bad", user_id=CHAT, message=stale))
+    assert api.toasts(CHAT) == ["That button has expired: send /subscribe again."]
+    assert len(api.messages(CHAT)) == messages

@@ -46,9 +46,9 @@ def render_answer(answer: Answer) -> str:
         if rest and first.endswith(":"):
             rendered.append(f"<b>{esc(first)}</b>\n{esc(rest)}")
         else:
-            rendered.append(esc(paragraph))
+            rendered.append(esc(paragraph) + _sides_under(paragraph, answer))
     # The footer names the sources behind the marks the runner can see, and no others.
-    shown = visible_marks(answer.answer)
+    shown = visible_marks(visible_text("\n\n".join(rendered)))
     by_title: dict[str, list[int]] = {}
     for citation in answer.citations:
         if citation.n in shown:
@@ -57,6 +57,21 @@ def render_answer(answer: Answer) -> str:
         lines = [f"{_marks(ns)} {esc(title)}" for title, ns in by_title.items()]
         rendered.append("<i>Sources: " + "; ".join(lines) + "</i>")
     return "\n\n".join(rendered)
+
+
+def _sides_under(paragraph: str, answer: Answer) -> str:
+    """A line that names a disagreement and ends in a colon ("...; this answer quotes both sides:") is
+    followed by the sides, each with its marks, so the chat shows what the line announces (the CLI
+    prints them below the answer; here they would otherwise be a button away)."""
+    if not paragraph.rstrip().endswith(":"):
+        return ""
+    lines = [
+        f"\n– {esc(p.summary)} {_marks(p.citations)}".rstrip()
+        for d in answer.disagreements
+        if d.topic.rstrip("?") in paragraph
+        for p in d.positions
+    ]
+    return "".join(lines)
 
 
 def render_sources(answer: Answer) -> str:

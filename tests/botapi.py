@@ -154,7 +154,7 @@ class Shown:
     text: str
     entities: list[dict]
     reply_markup: dict | None
-    edits: int = 0
+    edits: int = 0  # text edits (the runner sees "edited"); keyboard changes are not counted
 
 
 @dataclass
@@ -299,6 +299,10 @@ class BotApiStandIn:
                 live.append((message_id, data))
         return live
 
+    def note(self, chat_id: int, text: str) -> None:
+        """A line for the reader of the transcript (the day and time, say); not part of the chat."""
+        self.timeline.append(("note", chat_id, text))
+
     def toasts(self, chat_id: int | None = None) -> list[str]:
         return [str(t) for who, chat, t in self.timeline if who == "toast" and chat_id in (None, chat)]
 
@@ -316,6 +320,8 @@ class BotApiStandIn:
                 lines.append(f"   [pressed: {what}]")
             elif who == "toast":
                 lines.append(f"   (toast: {what})")
+            elif who == "note":
+                lines.append(f"\n—— {what} ——")
             elif who == "bot":
                 shown = self.shown[(chat, int(what))]
                 head = "Coach" + (" (edited)" if shown.edits else "")
@@ -491,8 +497,7 @@ class BotApiStandIn:
         _check_markup(markup)
         if keyboard(markup) == keyboard(shown.reply_markup):
             raise ApiError(400, NOT_MODIFIED)
-        shown.reply_markup = markup
-        shown.edits += 1
+        shown.reply_markup = markup  # Telegram marks only a changed text "edited"
         return self.as_message(shown)
 
     async def api_answerCallbackQuery(self, params: dict) -> bool:

@@ -456,6 +456,6 @@ async def on_error(update: object, context: CoachContext) -> None:
     log.error("error while handling an update%s", where, exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat is not None:
         try:
-            await context.bot.send_message(chat_id=update.effective_chat.id, text=SOMETHING_WRONG)
+            await send_html(context, update.effective_chat.id, SOMETHING_WRONG)
         except TelegramError:
             log.warning("could not tell chat %s about the error", update.effective_chat.id)

@@ -36,6 +36,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import Application, CallbackContext, JobQueue
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.delivery import transient
 from coach.errors import StateError
 from coach.routines import Frequency, Library, routine_for
 from coach.state import Claim, Delivery, State
@@ -314,9 +315,15 @@ class Nudger:
                 if attempt >= self.retries:
                     return "retry"
                 await asyncio.sleep(TIMEOUT_BACKOFF_S * 2**attempt)
-            except TelegramError as exc:  # anything else Telegram refuses (a migrated chat, ...): not sent
-                log.warning("chat %s: nudge refused: %s", chat_id, exc.message)
-                return "failed"
+            except TelegramError as exc:
+                if not transient(exc):  # anything else Telegram refuses (a migrated chat, ...): not sent
+                    log.warning("chat %s: nudge refused: %s", chat_id, exc.message)
+                    return "failed"
+                # A reply that is not JSON: like a timeout, the nudge may or may not have arrived.
+                if attempt >= self.retries:
+                    log.warning("chat %s: garbled replies to the nudge %d times", chat_id, attempt + 1)
+                    return "unknown"
+                await asyncio.sleep(TIMEOUT_BACKOFF_S * 2**attempt)
             else:
                 log.debug("nudge to chat %s sent as message %s", chat_id, message.message_id)
                 return "sent"

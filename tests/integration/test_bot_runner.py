@@ -114,3 +114,21 @@ async def test_an_edit_that_changes_nothing_is_not_an_error(api: BotApiStandIn, 
     assert flow.edits == 1
     assert len(api.messages(42)) == 1  # no second message, no "something went wrong"
     assert [e for _, e in api.errors if "not modified" in e]
+
+
+async def test_no_typing_after_a_refusal(api: BotApiStandIn, service: CoachService, tmp_path: Path) -> None:
+    running = await RunningBot(bot_settings(tmp_path / "one", api, bot_burst=1), service).start()
+    try:
+        api.push(message(1, KNEES))
+        await api.wait_for(lambda: answers(api, 42))
+        api.push(message(2, "how do I strengthen my glutes?"))
+        await api.wait_for(lambda: len(api.sent(chat_id=42)) == 2)
+        await asyncio.sleep(4.5)  # longer than the typing loop's period: any "typing…" would come now
+    finally:
+        await running.stop()
+    refusal = api.sent(chat_id=42)[-1]
+    assert refusal["reply_parameters"]["message_id"] == 2
+    refused_at = [c.at for c in api.calls if c.method == "sendMessage"][-1]
+    assert [c.method for c in api.calls if c.at > refused_at and c.method != "getUpdates"] == []
+    typing = [c for c in api.calls if c.method == "sendChatAction"]
+    assert typing  # the answer had its "typing…"

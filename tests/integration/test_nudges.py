@@ -615,3 +615,12 @@ async def test_stale_subscribe_buttons_are_removed_and_an_expired_one_only_toast
     await send(bot, callback(next(_ids), "sub|x|bad", user_id=CHAT, message=stale))
     assert api.toasts(CHAT) == ["That button has expired: send /subscribe again."]
     assert len(api.messages(CHAT)) == messages
+
+
+async def test_a_garbled_reply_to_a_nudge_is_retried(bot: Bot, api: BotApiStandIn, clock: FakeClock) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    api.fail_next(CHAT, Fault(malformed=True))
+    clock.set(2026, 6, 1, 5, 30)
+    assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+    assert len(nudges(api)) == 1
+    assert api.errors == [("sendMessage", "malformed reply")]

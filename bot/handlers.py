@@ -33,7 +33,7 @@ from bot.formatting import (
     render_source_list,
     render_sources,
 )
-from bot.limits import AnswerCache, ReplyPacer, SeenEdits, UserGate, Verdict
+from bot.limits import AnswerCache, PressedButtons, ReplyPacer, SeenEdits, UserGate, Verdict
 from bot.longtext import pick_question, windows
 from bot.nudges import Clock, Nudger, SystemClock
 from bot.order import ChatOrder
@@ -105,6 +105,7 @@ class BotData:
     order: ChatOrder = field(default_factory=ChatOrder)
     pacer: ReplyPacer = field(default_factory=ReplyPacer)
     edits: SeenEdits = field(default_factory=SeenEdits)
+    pressed: PressedButtons = field(default_factory=PressedButtons)
     flows: dict[int, int] = field(default_factory=dict)  # chat -> its /subscribe message with live buttons
 
 
@@ -393,22 +394,25 @@ async def not_text(update: Update, context: CoachContext) -> None:
 # --- buttons -----------------------------------------------------------------------------------------
 
 
-def without_button(markup: InlineKeyboardMarkup | None, data: str) -> InlineKeyboardMarkup | None:
-    """The keyboard less the button that was used; None when nothing is left."""
+def without_buttons(markup: InlineKeyboardMarkup | None, used: set[str]) -> InlineKeyboardMarkup | None:
+    """The keyboard less the buttons already used; None when nothing is left."""
     if markup is None:
         return None
-    rows = [[b for b in row if b.callback_data != data] for row in markup.inline_keyboard]
+    rows = [[b for b in row if b.callback_data not in used] for row in markup.inline_keyboard]
     rows = [row for row in rows if row]
     return InlineKeyboardMarkup(rows) if rows else None
 
 
 async def used(context: CoachContext, query: CallbackQuery) -> None:
-    """A "show me" button has done its work: take it off its message (the rest stay)."""
+    """A "show me" button has done its work: take it off its message (the rest stay). The buttons used
+    under a message are remembered, because two quick presses each carry the keyboard as it was before
+    either edit: the second must not bring the first one's button back."""
     message = query.message
-    if isinstance(message, Message):
-        await set_keyboard(
-            context.bot, message.chat.id, message.message_id, without_button(message.reply_markup, query.data)
-        )
+    if isinstance(message, Message) and query.data:
+        pressed, lock = context.bot_data.pressed.add((message.chat.id, message.message_id), query.data)
+        async with lock:  # computed inside: the last edit to go out holds every press so far
+            markup = without_buttons(message.reply_markup, pressed)
+            await set_keyboard(context.bot, message.chat.id, message.message_id, markup)
 
 
 async def expired(context: CoachContext, query: CallbackQuery, text: str = EXPIRED) -> None:

@@ -3,6 +3,7 @@ buttons refer to."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import OrderedDict
@@ -104,6 +105,26 @@ class SeenEdits:
         while len(self._seen) > self.size:
             self._seen.popitem(last=False)
         return True
+
+
+class PressedButtons:
+    """The callback data of buttons used under each message, for the most recent `size` messages, with a
+    lock per message so its keyboard edits go out one at a time, each from everything used so far."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._used: OrderedDict[tuple[int, int], tuple[set[str], asyncio.Lock]] = OrderedDict()
+
+    def add(self, message: tuple[int, int], data: str) -> tuple[set[str], asyncio.Lock]:
+        """Record a press; returns every button used under that message so far, and its lock."""
+        entry = self._used.get(message)
+        if entry is None:
+            entry = self._used[message] = (set(), asyncio.Lock())
+        entry[0].add(data)
+        self._used.move_to_end(message)
+        while len(self._used) > self.size:
+            self._used.popitem(last=False)
+        return entry
 
 
 class AnswerCache:

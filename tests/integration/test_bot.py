@@ -176,18 +176,25 @@ async def test_commands(api: BotApiStandIn, bot: RunningBot, service: CoachServi
         assert item["topic"] in debates
         assert item["positions"][0]["evidence"][0]["quote"] not in debates
     titles = {s.source_id: s.title for s in service.sources()}
-    for n, item in enumerate(items):
-        before = len(api.sent(chat_id=42))
-        api.press(42, listing.message_id, labels[n])
-        await api.wait_for(lambda b=before: len(api.sent(chat_id=42)) > b and not api.used_but_live(42))
-        evidence = parse_html(api.sent(chat_id=42)[-1]["text"])
+
+    # The runner taps every topic quickly, each press from the list as it looked before any edit.
+    before = len(api.sent(chat_id=42))
+    view = api.as_message(listing)
+    for n in range(len(items)):
+        update = api.press_update(42, listing.message_id, labels[n], update_id=100 + n)
+        update["callback_query"]["message"] = view
+        api.push(update)
+    await api.wait_for(lambda: len(api.sent(chat_id=42)) == before + len(items))
+    await api.wait_for(lambda: not api.live_keyboards(42))  # every topic read: no buttons left
+    shown_topics = [parse_html(m["text"]) for m in api.sent(chat_id=42)[before:]]
+    for item in items:
+        [evidence] = [t for t in shown_topics if t.startswith(item["topic"])]
         assert evidence.startswith(item["topic"])
         for position in item["positions"]:
             for e in position["evidence"]:
                 assert evidence.count(e["quote"]) == 1  # each quote once, with its article's title
                 assert titles[e["source_id"]] in evidence
                 assert e["source_id"] not in evidence  # titles, not slugs
-    await api.wait_for(lambda: not api.live_keyboards(42))  # every topic read: no buttons left
     assert unknown.startswith("I don't know /frobnicate<b>&")
     assert "/sources" in unknown
     assert api.errors == []

@@ -1,6 +1,6 @@
 """Sending and editing messages so that nothing is lost quietly: transient Bot API faults (5xx, a
-reply that is not JSON, a network error or timeout) are retried with backoff (tenacity); what still
-fails is raised for the caller to report once."""
+reply that is not JSON, a network error) are retried with backoff (tenacity); what still fails, or
+timed out, is raised for the caller to report once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from telegram import InlineKeyboardMarkup, Message
-from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError, TimedOut
 from telegram.ext import ExtBot
 from tenacity import (
     AsyncRetrying,
@@ -31,12 +31,13 @@ T = TypeVar("T")
 
 
 def transient(exc: BaseException) -> bool:
-    """Faults worth another try. NetworkError covers 5xx, connection errors and timeouts, but PTB also
-    raises BadRequest as one (a 400 will not change on retry); a body that is not JSON is a bare
-    TelegramError ("Invalid server response"). A timed-out or garbled reply may hide a message that did
-    arrive, so a retry can show it twice: a lost answer is the worse harm (the nudges make the same
-    choice). RetryAfter is not here: PTB's AIORateLimiter waits those out itself."""
-    if isinstance(exc, BadRequest | Forbidden):
+    """Faults worth another try: a 5xx or a connection error (NetworkError; PTB also raises BadRequest as
+    one, but a 400 will not change on retry) and a body that is not JSON (a bare TelegramError, "Invalid
+    server response": a proxy's error page). A timeout is not retried here: the message has most likely
+    arrived, late, and Telegram has no idempotency key, so a retry would show it twice; the caller tells
+    the runner instead (the nudges, one message a day, do retry timeouts). RetryAfter is not here
+    either: PTB's AIORateLimiter waits those out itself."""
+    if isinstance(exc, BadRequest | Forbidden | TimedOut):
         return False
     if isinstance(exc, NetworkError):
         return True

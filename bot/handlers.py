@@ -19,7 +19,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction
-from telegram.error import TelegramError
+from telegram.error import TelegramError, TimedOut
 from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, ExtBot
 
 from bot import delivery
@@ -58,7 +58,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("reset", "Forget this chat's history"),
     ("subscribe", "A daily exercise routine at your time"),
     ("unsubscribe", "Stop the daily routine"),
-    ("routine", "Today's routine, now"),
+    ("routine", "Your next routine, now"),
     ("stats", "Your routines done and streak"),
 ]
 
@@ -78,6 +78,7 @@ TOO_FAST = (
     "Please send it again in about {seconds} seconds."
 )
 EXPIRED = "That answer has expired: ask your question again."
+UNSURE = "Telegram was slow to take my answer to “{question}”: if you do not see it above, please ask again."
 NO_QUESTION = (
     "That message is {length:,} characters long and I could not find a question in it to answer. "
     "Please ask it in a sentence (under {limit:,} characters), for example: <i>why do my knees hurt?</i>"
@@ -321,13 +322,21 @@ async def _answer(context: CoachContext, chat_id: int, text: str) -> None:
 
 
 async def deliver(context: CoachContext, chat_id: int, text: str, asked: str, **kwargs: object) -> bool:
-    """Send an answer; when Telegram keeps failing after the retries, tell the runner once which
-    question's answer did not get through, so nothing is lost without a word."""
+    """Send an answer; when Telegram keeps failing after the retries, or the send timed out, tell the
+    runner once which question's answer did not (or may not have) got through, so nothing is lost
+    without a word. True when the answer was certainly sent."""
+    short = asked if len(asked) <= 80 else asked[:79] + "…"
     try:
         await send_html(context, chat_id, text, **kwargs)
+    except TimedOut as exc:  # it has most likely arrived, late: say so rather than send it twice
+        log.warning("chat %s: sending the answer timed out (%s)", chat_id, exc)
+        try:
+            await send_html(context, chat_id, UNSURE.format(question=esc(short)))
+        except TelegramError as again:
+            log.error("chat %s: could not report the timed-out answer either (%s)", chat_id, again)
+        return False
     except TelegramError as exc:
         log.warning("chat %s: answer not delivered after retries (%s)", chat_id, exc)
-        short = asked if len(asked) <= 80 else asked[:79] + "…"
         try:
             await send_html(context, chat_id, UNDELIVERED.format(question=esc(short)))
         except TelegramError as again:

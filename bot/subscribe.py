@@ -323,6 +323,9 @@ async def nudge_button(update: Update, context: CoachContext) -> None:
         return
     nudger = context.bot_data.nudger
     now = nudger.clock.now().timestamp()
+    if kind in (DONE, SNOOZE_DATA) and await context.state.delivery(chat_id, local_date) is None:
+        await expired(context, query, "That button has expired.")  # no such nudge in this chat
+        return
     if kind == DONE:
         marked = await context.state.mark_done(chat_id, local_date, now)
         today, _day, _f = await _today_and_day(context, chat_id)
@@ -350,7 +353,7 @@ async def _replace_buttons(context: CoachContext, query: CallbackQuery, result: 
     """The pressed message keeps its text, the keyboard gives way to the result line."""
     message = query.message
     if not isinstance(message, Message):
-        await send_html(context, update_chat(query), html.escape(result))
+        await send_html(context, _private_chat(query), html.escape(result))
         return
     text = f"{message.text_html}\n\n<b>{html.escape(result)}</b>"
     if not await edit_html(context.bot, message.chat.id, message.message_id, text, None):
@@ -358,5 +361,5 @@ async def _replace_buttons(context: CoachContext, query: CallbackQuery, result: 
         await send_html(context, message.chat.id, html.escape(result))
 
 
-def update_chat(query: CallbackQuery) -> int:
+def _private_chat(query: CallbackQuery) -> int:
     return query.from_user.id  # buttons that change a subscription work in private chats only

@@ -181,6 +181,7 @@ class BotApiStandIn:
     timeline: list[tuple[str, int, object]] = field(default_factory=list)  # (who, chat, text or message id)
     pressed: list[tuple[int, int, str]] = field(default_factory=list)  # (chat, message id, callback data)
     _queries: dict[str, int] = field(default_factory=dict)  # open callback query id -> chat
+    _answered: set[str] = field(default_factory=set)
     _tokens: float = 0.0
     _stamp: float = 0.0
     _last_to_chat: dict[int, float] = field(default_factory=dict)
@@ -501,11 +502,14 @@ class BotApiStandIn:
         return self.as_message(shown)
 
     async def api_answerCallbackQuery(self, params: dict) -> bool:
-        chat = self._queries.pop(params.get("callback_query_id", ""), None)
-        if chat is None:
+        query_id = params.get("callback_query_id", "")
+        if query_id in self._answered:  # Telegram takes one answer per query
             raise ApiError(
                 400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
             )
+        self._answered.add(query_id)
+        # A query the stand-in did not serve (a test handed it to the bot itself) has no known chat.
+        chat = self._queries.pop(query_id, 0)
         text = params.get("text")
         if text:
             if len(text) > MAX_TOAST:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.handlers import UNDELIVERED
+from bot.handlers import UNDELIVERED, UNSURE
 from coach.answer import CoachService
 from tests.botapi import BotApiStandIn, Fault, message, parse_html
 from tests.integration.test_bot import KNEES, RunningBot, answers, bot_settings
@@ -45,6 +45,18 @@ async def test_transient_send_faults_are_retried_and_the_answer_arrives_once(
     [delivered] = api.delivered_to(42)
     assert delivered.get("reply_markup")  # the answer itself, with its buttons
     assert [e for _, e in api.errors] == ["Bad Gateway", "malformed reply", "Internal Server Error"]
+
+
+async def test_a_timed_out_answer_is_not_sent_twice_and_the_runner_is_told(
+    api: BotApiStandIn, bot: RunningBot
+) -> None:
+    api.fail_next(42, Fault(hang_s=6.0))  # past PTB's 5-s read timeout
+    api.push(message(1, KNEES))
+    await api.wait_for(lambda: api.delivered_to(42), within=30)
+    await asyncio.sleep(1.5)  # the stand-in answers the hung request (500: it was not delivered)
+    [note] = api.delivered_to(42)
+    assert parse_html(note["text"]) == parse_html(UNSURE.format(question=KNEES))
+    assert len(api.sent(chat_id=42)) == 2  # the answer once (timed out), the note once
 
 
 async def test_an_answer_that_cannot_be_sent_is_reported_once(

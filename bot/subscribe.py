@@ -272,7 +272,8 @@ async def routine(update: Update, context: CoachContext) -> None:
     if open_today:
         day = programme_day(sub, today)
         text = render_routine(library, day, sub.frequency, titles)  # type: ignore[arg-type]
-        await send_html(context, chat_id, text, reply_markup=nudge_keyboard(today, snooze=False))
+        [*_, sent] = await send_html(context, chat_id, text, reply_markup=nudge_keyboard(today, snooze=False))
+        context.bot_data.nudger.keyboards.add(chat_id, today, sent.message_id)
         return
     found = next_nudge(sub, now, context.bot_data.nudger.grace, after=today if delivery else None)
     if found is None:
@@ -347,6 +348,10 @@ async def nudge_button(update: Update, context: CoachContext) -> None:
         await expired(context, query, "That button has expired.")
         return
     await _replace_buttons(context, query, result)
+    if kind == DONE:  # the day's other Done buttons (its reminder, a /routine) are stale now
+        pressed = query.message.message_id if isinstance(query.message, Message) else None
+        for other in nudger.keyboards.others(chat_id, local_date, pressed):
+            await set_keyboard(context.bot, chat_id, other, None)
 
 
 async def _replace_buttons(context: CoachContext, query: CallbackQuery, result: str) -> None:

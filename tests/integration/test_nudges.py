@@ -584,11 +584,14 @@ async def test_routine_is_a_taster_for_others_and_the_next_day_for_a_subscriber(
     await command(bot, "/subscribe 07:30 Europe/Berlin daily")
     clock.set(2026, 6, 1, 5, 30)
     await bot.nudger.run_due()
+    nudge = api.last(CHAT)
     routine = await command(bot, "/routine")  # today's, sent and not done: with Done
     assert routine.startswith("Day 1:")
     assert list(buttons(api.sent(chat_id=CHAT)[-1])) == ["Done"]
     await press(bot, "Done")
     assert "Streak: 1" in api.last(CHAT).text
+    assert nudge.reply_markup is None  # the nudge's own Done and Snooze are stale now: gone
+    assert api.live_keyboards(CHAT) == []
     nxt = await command(bot, "/routine")  # done today: tomorrow's, said so
     assert nxt.startswith("Day 2:")
     assert "it comes on Tue 02 Jun at 07:30" in nxt

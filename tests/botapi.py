@@ -155,6 +155,7 @@ class Shown:
     entities: list[dict]
     reply_markup: dict | None
     edits: int = 0  # text edits (the runner sees "edited"); keyboard changes are not counted
+    reply_to: int | None = None  # the runner's message it quotes
 
 
 @dataclass
@@ -182,6 +183,7 @@ class BotApiStandIn:
     pressed: list[tuple[int, int, str]] = field(default_factory=list)  # (chat, message id, callback data)
     _queries: dict[str, int] = field(default_factory=dict)  # open callback query id -> chat
     _answered: set[str] = field(default_factory=set)
+    _runner_texts: dict[tuple[int, int], str] = field(default_factory=dict)  # (chat, message id) -> text
     _tokens: float = 0.0
     _stamp: float = 0.0
     _last_to_chat: dict[int, float] = field(default_factory=dict)
@@ -230,6 +232,7 @@ class BotApiStandIn:
                 self.timeline.append(
                     ("runner", body["chat"]["id"], ("(edited) " if edited else "") + body["text"])
                 )
+                self._runner_texts[(body["chat"]["id"], body["message_id"])] = body["text"]
             query = update.get("callback_query")
             if query is not None:
                 self._queries[query["id"]] = query["from"]["id"]
@@ -326,6 +329,9 @@ class BotApiStandIn:
             elif who == "bot":
                 shown = self.shown[(chat, int(what))]
                 head = "Coach" + (" (edited)" if shown.edits else "")
+                quoted = self._runner_texts.get((chat, shown.reply_to)) if shown.reply_to else None
+                if quoted is not None:
+                    head += f" (replying to “{quoted if len(quoted) <= 40 else quoted[:39] + '…'}”)"
                 lines.append(_block(head, shown.text))
                 labels = [b["text"] for row in keyboard(shown.reply_markup) for b in row]
                 if labels:
@@ -463,6 +469,7 @@ class BotApiStandIn:
         shown = Shown(
             chat_id, next(self._ids), params.get("text", ""), visible, entities, params.get("reply_markup")
         )
+        shown.reply_to = (params.get("reply_parameters") or {}).get("message_id")
         self.shown[(chat_id, shown.message_id)] = shown
         self.timeline.append(("bot", chat_id, shown.message_id))
         self.delivered.append(params)

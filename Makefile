@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c requiremen
 COACH  := $(VENV)/bin/coach
 QUESTION ?= why do my knees hurt?
 
-.PHONY: quickstart install install-test test test-unit robustness lint ingest ask chat bot eval bench clean
+.PHONY: quickstart install install-test test test-unit robustness lint ingest ask chat bot first-week eval bench clean
 
 quickstart: install ## install, build the index, answer one question
 	$(COACH) ask "$(QUESTION)"
@@ -46,6 +46,10 @@ chat: install
 bot: install ## build or update the index, then run the bot (the bot itself only opens the index)
 	$(COACH) ingest
 	$(COACH) bot
+
+first-week: install-test ## replay a runner's first week with the bot (stand-in Telegram) and print the chat
+	$(COACH) ingest
+	$(PY) -m tests.first_week
 
 eval: install
 	$(COACH) ingest

@@ -25,9 +25,10 @@ from telegram.ext import (
 
 from bot import handlers, nudges, subscribe
 from bot.handlers import BotData, CoachApplication, CoachContext
-from bot.limits import UserGate
+from bot.limits import ReplyPacer, UserGate
 from bot.logs import protect_logs
 from bot.nudges import Clock, Nudger
+from bot.order import ChatOrder, ChatOrderProcessor
 from bot.settings import BotSettings
 from bot.state import open_bot_state
 from coach.answer import CoachService
@@ -61,6 +62,7 @@ def build_application(
         )
     protect_logs(token, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
 
+    order = ChatOrder()
     builder = (
         ApplicationBuilder()
         .token(token)
@@ -78,7 +80,8 @@ def build_application(
                 max_retries=2,
             )
         )
-        .concurrent_updates(CONCURRENT_UPDATES)
+        # Concurrent across chats; within a chat, questions are answered in the order they came.
+        .concurrent_updates(ChatOrderProcessor(CONCURRENT_UPDATES, order))
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
     )
@@ -92,10 +95,12 @@ def build_application(
     data.settings = settings
     data.service = service
     data.gate = UserGate(burst=settings.bot_burst, per_minute=settings.bot_per_minute)
+    data.order = order
+    data.pacer = ReplyPacer(per_s=settings.bot_refusals_per_s)
     if clock is not None:
         data.clock = clock
 
-    new_messages = filters.UpdateType.MESSAGE  # edits and channel posts are left alone
+    new_messages = filters.UpdateType.MESSAGE  # channel posts are left alone
     application.add_handler(TypeHandler(Update, handlers.skip_seen), group=-1)
     for name, callback in [
         ("start", handlers.start),
@@ -111,11 +116,15 @@ def build_application(
         application.add_handler(CommandHandler(name, callback, filters=new_messages))
     application.add_handler(MessageHandler(new_messages & filters.COMMAND, handlers.unknown_command))
     application.add_handler(MessageHandler(new_messages & filters.TEXT, handlers.question))
+    # An edited message (a fixed typo) is a new question; an edited command is not run again.
+    edited = filters.UpdateType.EDITED_MESSAGE & filters.TEXT & ~filters.COMMAND
+    application.add_handler(MessageHandler(edited, handlers.question))
     application.add_handler(MessageHandler(new_messages & filters.ATTACHMENT, handlers.not_text))
     application.add_handler(CallbackQueryHandler(subscribe.subscribe_button, pattern=rf"^{subscribe.SUB}\|"))
     application.add_handler(
         CallbackQueryHandler(subscribe.nudge_button, pattern=rf"^({nudges.DONE}|{nudges.SNOOZE_DATA})\|")
     )
+    application.add_handler(CallbackQueryHandler(handlers.debate_button, pattern=rf"^{handlers.DEBATE}:"))
     application.add_handler(CallbackQueryHandler(handlers.button))
     application.add_error_handler(handlers.on_error)
     return application

@@ -31,6 +31,14 @@ def _dated(title: str, source_id: str, dates: Mapping[str, str] | None) -> str:
     return f"{esc(title)} ({esc(when)})" if when else esc(title)
 
 
+_MARK = re.compile(r"\[(\d+)\]")
+
+
+def visible_marks(text: str) -> set[int]:
+    """The citation numbers a text shows as [n] marks."""
+    return {int(n) for n in _MARK.findall(text)}
+
+
 def render_answer(answer: Answer, dates: Mapping[str, str] | None = None) -> str:
     """The answer as HTML: paragraphs kept, a heading line ("What you can do:") in bold, urgent advice in
     bold, citation marks as they are, then one line naming the sources behind the marks."""
@@ -44,14 +52,32 @@ def render_answer(answer: Answer, dates: Mapping[str, str] | None = None) -> str
         if rest and first.endswith(":"):
             rendered.append(f"<b>{esc(first)}</b>\n{esc(rest)}")
         else:
-            rendered.append(esc(paragraph))
-    if answer.citations:
-        by_title: dict[tuple[str, str], list[int]] = {}
-        for citation in answer.citations:
+            rendered.append(esc(paragraph) + _sides_under(paragraph, answer))
+    # The footer names the sources behind the marks the runner can see, and no others.
+    shown = visible_marks(visible_text("\n\n".join(rendered)))
+    by_title: dict[tuple[str, str], list[int]] = {}
+    for citation in answer.citations:
+        if citation.n in shown:
             by_title.setdefault((citation.title, citation.source_id), []).append(citation.n)
+    if by_title:
         lines = [f"{_marks(ns)} {_dated(title, sid, dates)}" for (title, sid), ns in by_title.items()]
         rendered.append("<i>Sources: " + "; ".join(lines) + "</i>")
     return "\n\n".join(rendered)
+
+
+def _sides_under(paragraph: str, answer: Answer) -> str:
+    """A line that names a disagreement and ends in a colon ("...; this answer quotes both sides:") is
+    followed by the sides, each with its marks, so the chat shows what the line announces (the CLI
+    prints them below the answer; here they would otherwise be a button away)."""
+    if not paragraph.rstrip().endswith(":"):
+        return ""
+    lines = [
+        f"\n– {esc(p.summary)} {_marks(p.citations)}".rstrip()
+        for d in answer.disagreements
+        if d.topic.rstrip("?") in paragraph
+        for p in d.positions
+    ]
+    return "".join(lines)
 
 
 def render_sources(answer: Answer, dates: Mapping[str, str] | None = None) -> str:
@@ -74,8 +100,12 @@ def render_disagreements(answer: Answer) -> str:
         lines = [f"<b>{esc(d.topic)}</b> <i>({esc(d.kind.replace('_', ' '))})</i>"]
         lines += [f"– {esc(p.summary)} {_marks(p.citations)}".rstrip() for p in d.positions]
         blocks.append("\n".join(lines))
-    if answer.citations:
-        quotes = [f"<b>[{c.n}]</b> <i>{esc(c.title)}</i>: “{esc(c.quote)}”" for c in answer.citations]
+    # Only the passages the positions rest on: the rest of the answer's citations are under Sources.
+    cited = {n for d in answer.disagreements for p in d.positions for n in p.citations}
+    quotes = [
+        f"<b>[{c.n}]</b> <i>{esc(c.title)}</i>: “{esc(c.quote)}”" for c in answer.citations if c.n in cited
+    ]
+    if quotes:
         blocks.append("\n".join(quotes))
     return "\n\n".join(blocks)
 
@@ -93,25 +123,45 @@ def render_source_list(sources: Sequence[Source]) -> str:
     return "\n".join(lines)
 
 
-def render_debates(items: Sequence[object]) -> str:
-    """The disagreement map (`coach debates --json` shape, dicts or objects): each side's summary and
-    the verbatim quotes it rests on, with their sources."""
+def render_debate_list(items: Sequence[object]) -> str:
+    """The disagreement map, short: one numbered line per topic; the evidence is one button away."""
     if not items:
         return "The articles do not disagree on anything I have mapped."
-    blocks = ["<b>Where the articles disagree</b>"]
-    for item in items:
-        topic = _field(item, "topic") or "(untitled)"
+    lines = ["<b>Where the articles disagree</b>"]
+    for number, item in enumerate(items, start=1):
+        topic = str(_field(item, "topic") or "(untitled)")
+        sides = len(_field(item, "positions") or [])
+        lines.append(f"{number}. {esc(topic)}" + (f" <i>({sides} views)</i>" if sides else ""))
+    lines.append("\nTap a topic to read what each side says, quoted.")
+    return "\n".join(lines)
+
+
+def _bare(text: str) -> str:
+    return " ".join(text.strip().strip("“”\"'…").replace("…", " ").split())
+
+
+def render_debate(item: object, titles: dict[str, str], *, heading: bool = True) -> str:
+    """One disagreement (`coach debates --json` shape, a dict or an object): each side once, its label,
+    its summary unless that only repeats a quote, and each quote once with its article's title."""
+    lines = []
+    if heading:
         kind = str(_field(item, "kind") or "").replace("_", " ")
-        lines = [f"<b>{esc(str(topic))}</b>" + (f" <i>({esc(kind)})</i>" if kind else "")]
-        for position in _field(item, "positions") or []:
-            summary = _field(position, "summary")
-            if summary:
-                lines.append(f"– {esc(str(summary))}")
-            for evidence in _field(position, "evidence") or []:
-                quote, source = _field(evidence, "quote"), _field(evidence, "source_id")
-                lines.append(f"    “{esc(str(quote))}” <i>({esc(str(source))})</i>")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        topic = str(_field(item, "topic") or "(untitled)")
+        lines.append(f"<b>{esc(topic)}</b>" + (f" <i>({esc(kind)})</i>" if kind else ""))
+    for position in _field(item, "positions") or []:
+        summary = str(_field(position, "summary") or "")
+        quotes: dict[str, str] = {}
+        for evidence in _field(position, "evidence") or []:
+            quote = str(_field(evidence, "quote") or "")
+            source = str(_field(evidence, "source_id") or "")
+            quotes.setdefault(quote, titles.get(source, source))
+        label, sep, rest = summary.partition(": ")
+        said = _bare(rest if sep else summary)
+        if said and any(said in _bare(q) for q in quotes):  # the summary is a quote: say it once
+            summary = label if sep else ""
+        lines.append(f"\n• <b>{esc(summary)}</b>" if summary else "\n•")
+        lines += [f"  <i>“{esc(q)}”</i> – {esc(title)}" for q, title in quotes.items()]
+    return "\n".join(lines).replace("•\n  ", "• ")
 
 
 def _field(item: object, name: str) -> object:

@@ -6,24 +6,37 @@ import asyncio
 import contextlib
 import html
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
 from telegram.constants import ChatAction
-from telegram.error import TelegramError
+from telegram.error import TelegramError, TimedOut
 from telegram.ext import Application, ApplicationHandlerStop, CallbackContext, ExtBot
 
+from bot import delivery
+from bot.delivery import set_keyboard
 from bot.formatting import (
+    esc,
     render_answer,
-    render_debates,
+    render_debate,
+    render_debate_list,
     render_disagreements,
     render_source_list,
     render_sources,
-    split_html,
 )
-from bot.limits import AnswerCache, UserGate, Verdict
+from bot.limits import AnswerCache, PressedButtons, ReplyPacer, SeenEdits, UserGate, Verdict
+from bot.longtext import pick_question, windows
 from bot.nudges import Clock, Nudger, SystemClock
+from bot.order import ChatOrder
 from bot.settings import BotSettings
 from coach.answer import CoachService
 from coach.errors import CoachError, StateError, UsageError
@@ -34,7 +47,8 @@ log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6  # as many as the terminal chat keeps
 TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for 5 s per chat action
-SOURCES, DISAGREE = "src", "dis"
+SOURCES, DISAGREE, DEBATE = "src", "dis", "deb"
+DEBATE_LABEL_CHARS = 48  # a topic button's label; Telegram shows about this much on a phone
 
 COMMANDS: list[tuple[str, str]] = [
     ("start", "What I am and what I know"),
@@ -44,7 +58,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("reset", "Forget this chat's history"),
     ("subscribe", "A daily exercise routine at your time"),
     ("unsubscribe", "Stop the daily routine"),
-    ("routine", "Today's routine, now"),
+    ("routine", "Your next routine, now"),
     ("stats", "Your routines done and streak"),
 ]
 
@@ -59,9 +73,20 @@ HELP = (
     + "\n".join(f"/{name} – {html.escape(text)}" for name, text in COMMANDS)
 )
 TEXT_ONLY = "I can only read text messages. Please type your question."
-WAIT = "One question at a time, please: I am still working on your last one. Send this one again when it arrives."
-TOO_FAST = "You are asking faster than I can answer. Please wait about {seconds} seconds and ask again."
-EXPIRED = "That answer has expired, ask again."
+TOO_FAST = (
+    "I did not take this one: you are asking faster than I can answer. "
+    "Please send it again in about {seconds} seconds."
+)
+EXPIRED = "That answer has expired: ask your question again."
+UNSURE = "Telegram was slow to take my answer to “{question}”: if you do not see it above, please ask again."
+NO_QUESTION = (
+    "That message is {length:,} characters long and I could not find a question in it to answer. "
+    "Please ask it in a sentence (under {limit:,} characters), for example: <i>why do my knees hurt?</i>"
+)
+UNDELIVERED = (
+    "Sorry, my answer to “{question}” did not get through: Telegram was not taking messages for a moment. "
+    "Please ask again."
+)
 SOMETHING_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
 STATE_BUSY = "I could not reach my memory of this chat just now. Please try again in a moment."
 
@@ -78,6 +103,11 @@ class BotData:
     answers: AnswerCache = field(default_factory=AnswerCache)
     clock: Clock = field(default_factory=SystemClock)
     nudger: Nudger | None = None  # built by post_init, once the state is open
+    order: ChatOrder = field(default_factory=ChatOrder)
+    pacer: ReplyPacer = field(default_factory=ReplyPacer)
+    edits: SeenEdits = field(default_factory=SeenEdits)
+    pressed: PressedButtons = field(default_factory=PressedButtons)
+    flows: dict[int, int] = field(default_factory=dict)  # chat -> its /subscribe message with live buttons
 
 
 class CoachContext(CallbackContext[ExtBot[None], dict, dict, BotData]):
@@ -130,13 +160,9 @@ async def skip_seen(update: Update, context: CoachContext) -> None:
 
 
 async def send_html(context: CoachContext, chat_id: int, text: str, **kwargs: object) -> list[Message]:
-    """Send HTML split into messages under Telegram's limit; keyword arguments go to the last one."""
-    parts = split_html(text)
-    sent = []
-    for i, part in enumerate(parts):
-        extra = kwargs if i == len(parts) - 1 else {}
-        sent.append(await context.bot.send_message(chat_id=chat_id, text=part, **extra))
-    return sent
+    """Send HTML split into messages under Telegram's limit, transient faults retried (bot/delivery.py);
+    keyword arguments go to the last part."""
+    return await delivery.send_html(context.bot, chat_id, text, **kwargs)
 
 
 @contextlib.asynccontextmanager
@@ -177,10 +203,13 @@ def answer_keyboard(key: str, answer: Answer) -> InlineKeyboardMarkup | None:
 async def start(update: Update, context: CoachContext) -> None:
     """Introduce the coach, what it knows and what it is not."""
     sources = render_source_list(context.coach.sources())
+    # What the library covers comes from the library (corpus/domain.toml, else its titles): the coach
+    # promises no more than its articles hold.
+    covers = context.coach.covers().strip().rstrip(".")
     text = (
-        "Hi! I am a running coach. I answer from a small library of articles and quote them for every "
-        f"claim, and I say so when they do not cover your question.\n\n<b>What I know</b>\n{sources}\n\n"
-        f"{NOT_MEDICAL}\n\n{HELP}"
+        f"Hi! I am a running coach for <b>{esc(covers)}</b>.\n\nI answer only from the articles below, "
+        "quote them for every claim, and say so when they do not cover your question.\n\n"
+        f"<b>The articles</b>\n{sources}\n\n{NOT_MEDICAL}\n\n{HELP}"
     )
     await send_html(context, update.effective_chat.id, text)
 
@@ -197,8 +226,15 @@ async def sources_command(update: Update, context: CoachContext) -> None:
 
 
 async def debates_command(update: Update, context: CoachContext) -> None:
-    """The disagreement map: every question the articles disagree on, each side with its quotes."""
-    await send_html(context, update.effective_chat.id, render_debates(context.coach.debates()))
+    """The disagreement map, short: the topics, with a button per topic for its evidence."""
+    items = context.coach.debates()
+    buttons = []
+    for i, item in enumerate(items):
+        topic = f"{i + 1}. {item['topic']}"
+        label = topic if len(topic) <= DEBATE_LABEL_CHARS else topic[: DEBATE_LABEL_CHARS - 1] + "…"
+        buttons.append([InlineKeyboardButton(label, callback_data=f"{DEBATE}:{i}")])
+    markup = InlineKeyboardMarkup(buttons) if buttons else None
+    await send_html(context, update.effective_chat.id, render_debate_list(items), reply_markup=markup)
 
 
 async def reset(update: Update, context: CoachContext) -> None:
@@ -227,61 +263,123 @@ async def unknown_command(update: Update, context: CoachContext) -> None:
 
 
 async def question(update: Update, context: CoachContext) -> None:
-    """Any text message is a question: a red flag is answered at once; anything else is admitted by the
-    per-user gate, answered in a thread and sent with its buttons."""
+    """Any text message, new or edited, is a question. A red flag is answered at once (in any part of a
+    long message); a message over the user's allowance gets one reply saying when to ask again; the rest
+    are answered one at a time per chat, in the order they came (bot/order.py), with "typing…" shown only
+    while one is being answered."""
     message, user, chat = update.effective_message, update.effective_user, update.effective_chat
     if message is None or user is None or chat is None or not message.text:
         return
-    if await answer_red_flag(context, chat.id, message.text):
-        return
-    verdict = context.gate.admit(user.id)
-    if verdict is not Verdict.GO:
-        # Every refused message hears why, quoted, so the runner knows which ones to send again.
-        seconds = max(1, round(context.gate.seconds_until_token(user.id)))
-        text = WAIT if verdict is Verdict.BUSY else TOO_FAST.format(seconds=seconds)
-        quote = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
-        await send_html(context, chat.id, text, reply_parameters=quote)
+    order, ticket = context.bot_data.order, update.update_id
+    try:
+        if update.edited_message is not None:
+            edit = (
+                chat.id,
+                message.message_id,
+                int(message.edit_date.timestamp()) if message.edit_date else 0,
+            )
+            if not context.bot_data.edits.first(edit):
+                return
+        if await answer_red_flag(context, chat.id, message.text):
+            return
+        if context.gate.admit(user.id) is not Verdict.GO:
+            order.release(chat.id, ticket)  # a refusal waits for no earlier question
+            await refuse(context, chat.id, message.message_id, lambda: too_fast(context, user.id))
+            return
+        await order.turn(chat.id, ticket)
+        await _answer(context, chat.id, message.text)
+    finally:
+        order.release(chat.id, ticket)
+
+
+async def _answer(context: CoachContext, chat_id: int, text: str) -> None:
+    limit = context.coach.settings.max_question_chars
+    asked = pick_question(text, limit)
+    if asked is None:
+        await deliver(context, chat_id, NO_QUESTION.format(length=len(text), limit=limit), text[:80])
         return
     try:
+        history = await context.state.history(chat_id, HISTORY_TURNS)
+    except StateError as exc:  # answer without the conversation rather than not at all
+        log.warning("could not read the history of chat %s: %s", chat_id, exc)
+        history = []
+    async with typing(context, chat_id):
         try:
-            history = await context.state.history(chat.id, HISTORY_TURNS)
-        except StateError as exc:  # answer without the conversation rather than not at all
-            log.warning("could not read the history of chat %s: %s", chat.id, exc)
-            history = []
-        async with typing(context, chat.id):
-            try:
-                # The service owns the one deadline (COACH_ANSWER_DEADLINE_S): it answers, falls back or
-                # raises a CoachError with one line to show, in time; the bot adds no timer of its own.
-                answer = await context.coach.aanswer(message.text, history)
-            except CoachError as exc:
-                await send_html(context, chat.id, html.escape(str(exc)))
-                return
-        key = context.answers.put(answer)
-        await send_html(
-            context,
-            chat.id,
-            render_answer(answer, context.coach.source_dates()),
-            reply_markup=answer_keyboard(key, answer),
-        )
-        await remember(context, chat.id, answer)
-    finally:
-        context.gate.done(user.id)
+            # The service owns the one deadline (COACH_ANSWER_DEADLINE_S): it answers, falls back or
+            # raises a CoachError with one line to show, in time; the bot adds no timer of its own.
+            answer = await context.coach.aanswer(asked.question, history)
+        except CoachError as exc:
+            await deliver(context, chat_id, html.escape(str(exc)), asked.question)
+            return
+    key = context.answers.put(answer)
+    head = ""
+    if asked.partial:
+        which = "last question" if asked.question.rstrip().endswith("?") else "last sentence"
+        head = f"<i>Your message was long, so I answered its {which}: “{esc(asked.question)}”</i>\n\n"
+    body = head + render_answer(answer, context.coach.source_dates())
+    if await deliver(context, chat_id, body, asked.question, reply_markup=answer_keyboard(key, answer)):
+        await remember(context, chat_id, answer)
+
+
+async def deliver(context: CoachContext, chat_id: int, text: str, asked: str, **kwargs: object) -> bool:
+    """Send an answer; when Telegram keeps failing after the retries, or the send timed out, tell the
+    runner once which question's answer did not (or may not have) got through, so nothing is lost
+    without a word. True when the answer was certainly sent."""
+    short = asked if len(asked) <= 80 else asked[:79] + "…"
+    try:
+        await send_html(context, chat_id, text, **kwargs)
+    except TimedOut as exc:  # it has most likely arrived, late: say so rather than send it twice
+        log.warning("chat %s: sending the answer timed out (%s)", chat_id, exc)
+        try:
+            await send_html(context, chat_id, UNSURE.format(question=esc(short)))
+        except TelegramError as again:
+            log.error("chat %s: could not report the timed-out answer either (%s)", chat_id, again)
+        return False
+    except TelegramError as exc:
+        log.warning("chat %s: answer not delivered after retries (%s)", chat_id, exc)
+        try:
+            await send_html(context, chat_id, UNDELIVERED.format(question=esc(short)))
+        except TelegramError as again:
+            log.error("chat %s: could not report the undelivered answer either (%s)", chat_id, again)
+        return False
+    return True
+
+
+def too_fast(context: CoachContext, user_id: int) -> str:
+    seconds = max(1, math.ceil(context.gate.seconds_until_token(user_id)))
+    return TOO_FAST.format(seconds=seconds)
+
+
+async def refuse(context: CoachContext, chat_id: int, message_id: int, text: Callable[[], str]) -> None:
+    """One reply to one refused message, quoting it, paced per chat (a flood is answered message by
+    message, not all at once); the text is made when it is sent, so "ask again in N seconds" is
+    current. No "typing…" goes with it: nothing is being written."""
+    async with context.bot_data.pacer.limiter(chat_id):
+        quote = ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+        try:
+            await send_html(context, chat_id, text(), reply_parameters=quote)
+        except TelegramError as exc:
+            log.warning("chat %s: a refusal was not delivered (%s)", chat_id, exc)
 
 
 async def answer_red_flag(context: CoachContext, chat_id: int, text: str) -> bool:
-    """Triage on the event loop, before the gate and the answer thread: it is fast and touches no store
-    or model server, so an urgent message is answered now whatever the limiter, the busy flag or the
-    backends say. False when the message carries no red flag on its own (or is unusable: the answer
-    path says why)."""
-    try:
-        answer = context.coach.red_flag_answer(text)
-    except UsageError:
-        return False
-    if answer is None:
+    """Triage on the event loop, before the gate and the queue: it is fast and touches no store or
+    model server, so an urgent message is answered now whatever the limiter, the queue or the backends
+    say. A long message is read whole, in pieces the size of a question. False when the message carries
+    no red flag on its own (or is unusable: the answer path says why)."""
+    limit = context.coach.settings.max_question_chars
+    for piece in windows(text, limit) if len(text) > limit else [text]:
+        try:
+            answer = context.coach.red_flag_answer(piece)
+        except UsageError:
+            continue
+        if answer is not None:
+            break
+    else:
         return False
     log.info("red flag in chat %s (%s): answered before anything else", chat_id, answer.answer[:60])
-    await send_html(context, chat_id, render_answer(answer))
-    await remember(context, chat_id, answer)
+    if await deliver(context, chat_id, render_answer(answer), answer.question):
+        await remember(context, chat_id, answer)
     return True
 
 
@@ -296,10 +394,42 @@ async def remember(context: CoachContext, chat_id: int, answer: Answer) -> None:
 
 
 async def not_text(update: Update, context: CoachContext) -> None:
-    """Stickers, photos, voice and other attachments: a short "text only", at most once per few seconds."""
-    user, chat = update.effective_user, update.effective_chat
-    if user is not None and chat is not None and context.gate.should_warn(user.id):
-        await send_html(context, chat.id, TEXT_ONLY)
+    """Stickers, photos, voice and other attachments: "text only", one reply each, paced like refusals."""
+    message, chat = update.effective_message, update.effective_chat
+    if message is not None and chat is not None:
+        await refuse(context, chat.id, message.message_id, lambda: TEXT_ONLY)
+
+
+# --- buttons -----------------------------------------------------------------------------------------
+
+
+def without_buttons(markup: InlineKeyboardMarkup | None, used: set[str]) -> InlineKeyboardMarkup | None:
+    """The keyboard less the buttons already used; None when nothing is left."""
+    if markup is None:
+        return None
+    rows = [[b for b in row if b.callback_data not in used] for row in markup.inline_keyboard]
+    rows = [row for row in rows if row]
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
+async def used(context: CoachContext, query: CallbackQuery) -> None:
+    """A "show me" button has done its work: take it off its message (the rest stay). The buttons used
+    under a message are remembered, because two quick presses each carry the keyboard as it was before
+    either edit: the second must not bring the first one's button back."""
+    message = query.message
+    if isinstance(message, Message) and query.data:
+        pressed, lock = context.bot_data.pressed.add((message.chat.id, message.message_id), query.data)
+        async with lock:  # computed inside: the last edit to go out holds every press so far
+            markup = without_buttons(message.reply_markup, pressed)
+            await set_keyboard(context.bot, message.chat.id, message.message_id, markup)
+
+
+async def expired(context: CoachContext, query: CallbackQuery, text: str = EXPIRED) -> None:
+    """A button whose answer is gone: a toast, and the dead keyboard removed; no chat message."""
+    await query.answer(text)
+    message = query.message
+    if isinstance(message, Message) and message.reply_markup is not None:
+        await set_keyboard(context.bot, message.chat.id, message.message_id, None)
 
 
 async def button(update: Update, context: CoachContext) -> None:
@@ -307,20 +437,31 @@ async def button(update: Update, context: CoachContext) -> None:
     query = update.callback_query
     kind, _, key = (query.data or "").partition(":")
     answer = context.answers.get(key)
-    if answer is None or kind not in (SOURCES, DISAGREE):
-        await query.answer(EXPIRED)
-        if update.effective_chat is not None:
-            await send_html(context, update.effective_chat.id, EXPIRED)
+    if answer is None or kind not in (SOURCES, DISAGREE) or update.effective_chat is None:
+        await expired(context, query)
         return
     await query.answer()
-    if update.effective_chat is None:
-        return
     text = (
         render_sources(answer, context.coach.source_dates())
         if kind == SOURCES
         else render_disagreements(answer)
     )
     await send_html(context, update.effective_chat.id, text)
+    await used(context, query)
+
+
+async def debate_button(update: Update, context: CoachContext) -> None:
+    """A topic under /debates: that disagreement, each side with its quotes and their articles."""
+    query = update.callback_query
+    items = context.coach.debates()
+    _, _, raw = (query.data or "").partition(":")
+    if not raw.isdigit() or not 0 <= int(raw) < len(items) or update.effective_chat is None:
+        await expired(context, query, "That list has changed: send /debates again.")
+        return
+    await query.answer()
+    titles = {s.source_id: s.title for s in context.coach.sources()}
+    await send_html(context, update.effective_chat.id, render_debate(items[int(raw)], titles))
+    await used(context, query)
 
 
 async def on_error(update: object, context: CoachContext) -> None:
@@ -332,6 +473,6 @@ async def on_error(update: object, context: CoachContext) -> None:
     log.error("error while handling an update%s", where, exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat is not None:
         try:
-            await context.bot.send_message(chat_id=update.effective_chat.id, text=SOMETHING_WRONG)
+            await send_html(context, update.effective_chat.id, SOMETHING_WRONG)
         except TelegramError:
             log.warning("could not tell chat %s about the error", update.effective_chat.id)

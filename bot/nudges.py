@@ -26,6 +26,7 @@ import asyncio
 import html
 import logging
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -36,6 +37,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import Application, CallbackContext, JobQueue
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.delivery import transient
 from coach.errors import StateError
 from coach.routines import Frequency, Library, routine_for
 from coach.state import Claim, Delivery, State
@@ -139,6 +141,27 @@ def _retry_after_s(exc: RetryAfter) -> float:
 # --- sending ----------------------------------------------------------------------------------------
 
 
+class NudgeKeyboards:
+    """The messages that carry a day's Done button (the nudge, its reminder, /routine), per chat and
+    local date, so that once one is used the others' buttons go. In memory and bounded: after a restart
+    an older message keeps its buttons, and a press on it says "Already marked done"."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._messages: OrderedDict[tuple[int, date], list[int]] = OrderedDict()
+
+    def add(self, chat_id: int, local_date: date, message_id: int) -> None:
+        self._messages.setdefault((chat_id, local_date), []).append(message_id)
+        self._messages.move_to_end((chat_id, local_date))
+        while len(self._messages) > self.size:
+            self._messages.popitem(last=False)
+
+    def others(self, chat_id: int, local_date: date, message_id: int | None) -> list[int]:
+        """The day's other messages with buttons, forgotten as they are returned."""
+        ids = self._messages.pop((chat_id, local_date), [])
+        return [i for i in ids if i != message_id]
+
+
 @dataclass
 class Outcome:
     status: str  # sent | blocked | chat not found | failed | unknown | retry | not due
@@ -164,6 +187,7 @@ class Nudger:
         self.bot, self.state = bot, state
         self.library, self.titles = library, titles
         self.grace, self.retries, self.clock = grace, retries, clock
+        self.keyboards = NudgeKeyboards()
         self._running = asyncio.Lock()
         self.caught_up = asyncio.Event()  # set once the tick at start has sent what was owed
         self._application: Application | None = None
@@ -241,7 +265,7 @@ class Nudger:
         sub, local_date = claim.subscription, claim.local_date
         text = render_routine(self.library, claim.day, sub.frequency, self.titles)  # type: ignore[arg-type]
         late_s = (self.clock.now() - claim.scheduled_at).total_seconds()
-        status = await self._send(sub.chat_id, text, nudge_keyboard(local_date))
+        status = await self._send(sub.chat_id, text, nudge_keyboard(local_date), local_date)
         try:
             if status == "retry":
                 retry_at = self.clock.now() + timedelta(seconds=RETRY_LATER_S)
@@ -275,12 +299,13 @@ class Nudger:
             sub.frequency,  # type: ignore[arg-type]
             self.titles,
         )
-        status = await self._send(delivery.chat_id, text, nudge_keyboard(delivery.local_date, snooze=False))
+        markup = nudge_keyboard(delivery.local_date, snooze=False)
+        status = await self._send(delivery.chat_id, text, markup, delivery.local_date)
         if status in ("blocked", "chat not found"):
             await self.state.deactivate(delivery.chat_id, status)
         return Outcome(status, delivery.local_date, delivery.chat_id)
 
-    async def _send(self, chat_id: int, text: str, markup: InlineKeyboardMarkup) -> str:
+    async def _send(self, chat_id: int, text: str, markup: InlineKeyboardMarkup, local_date: date) -> str:
         """One message through the rate limiter; the Bot API's faults become a status."""
         attempt = 0
         while True:
@@ -314,10 +339,17 @@ class Nudger:
                 if attempt >= self.retries:
                     return "retry"
                 await asyncio.sleep(TIMEOUT_BACKOFF_S * 2**attempt)
-            except TelegramError as exc:  # anything else Telegram refuses (a migrated chat, ...): not sent
-                log.warning("chat %s: nudge refused: %s", chat_id, exc.message)
-                return "failed"
+            except TelegramError as exc:
+                if not transient(exc):  # anything else Telegram refuses (a migrated chat, ...): not sent
+                    log.warning("chat %s: nudge refused: %s", chat_id, exc.message)
+                    return "failed"
+                # A reply that is not JSON: like a timeout, the nudge may or may not have arrived.
+                if attempt >= self.retries:
+                    log.warning("chat %s: garbled replies to the nudge %d times", chat_id, attempt + 1)
+                    return "unknown"
+                await asyncio.sleep(TIMEOUT_BACKOFF_S * 2**attempt)
             else:
                 log.debug("nudge to chat %s sent as message %s", chat_id, message.message_id)
+                self.keyboards.add(chat_id, local_date, message.message_id)
                 return "sent"
             attempt += 1

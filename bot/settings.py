@@ -28,6 +28,11 @@ class BotSettings(Settings):
     bot_per_minute: float = Field(
         default=6.0, gt=0, description="Questions per minute a user's allowance refills by."
     )
+    bot_refusals_per_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Replies a second, per chat, to messages refused (too fast, not text): each gets one, paced.",
+    )
     bot_rate_per_s: float = Field(
         default=30.0,
         gt=0,

@@ -249,7 +249,11 @@ class SqlState:
                     .with_for_update()
                 )
             ).first()
-            start = current.start_date if current is not None and current.active else start_date
+            # A running programme keeps its day count; one that has not begun yet (subscribed after
+            # today's time) begins today when the new time is still ahead today.
+            start = (
+                min(current.start_date, start_date) if current is not None and current.active else start_date
+            )
             sub = Subscription(chat_id, local_time, tz, frequency, start, True)
             due = await self._next_due(conn, sub, now, grace)
             values = {

@@ -18,7 +18,7 @@ import pytest
 
 from bot.app import build_application, run_bot
 from bot.formatting import MAX_MESSAGE, render_answer, utf16_len, visible_text
-from bot.handlers import EXPIRED, SOMETHING_WRONG, TEXT_ONLY, TOO_FAST, WAIT
+from bot.handlers import EXPIRED, SOMETHING_WRONG, TEXT_ONLY, TOO_FAST
 from coach.answer import CoachService
 from coach.models import Answer, Disagreement, Position
 from coach.settings import Settings
@@ -118,19 +118,24 @@ async def test_question_gets_a_cited_answer_and_the_sources_button_works(
     assert list(labels) == ["Sources"]
     assert len(labels["Sources"].encode()) <= 64
 
-    api.push(callback(2, labels["Sources"]))
-    await api.wait_for(lambda: len(api.sent(chat_id=42)) >= 2)
+    shown = api.last(42)
+    api.press(42, shown.message_id, "Sources", update_id=2)
+    await api.wait_for(lambda: len(api.sent(chat_id=42)) >= 2 and not api.live_keyboards(42))
     [ack] = api.sent("answerCallbackQuery")
     assert ack["callback_query_id"] == "cq-2"
     quotes = parse_html(api.sent(chat_id=42)[-1]["text"])
     for c in expected.citations:
         assert c.quote in quotes
         assert c.title in quotes
+    assert api.used_but_live(42) == []  # the used button is gone; the answer's text is unchanged
+    assert api.shown[(42, shown.message_id)].text == shown.text
 
+    # A button whose answer has expired (a restart, or evicted): a toast, and no chat message.
     api.push(callback(3, "src:nosuchid"))
     await api.wait_for(lambda: len(api.sent("answerCallbackQuery")) >= 2)
     assert api.sent("answerCallbackQuery")[-1]["text"] == EXPIRED
-    await api.wait_for(lambda: api.sent(chat_id=42)[-1]["text"] == EXPIRED)
+    await asyncio.sleep(0.3)
+    assert len(api.sent(chat_id=42)) == 2
     assert api.errors == []
 
 
@@ -155,13 +160,41 @@ async def test_commands(api: BotApiStandIn, bot: RunningBot, service: CoachServi
         assert source.title in start
         assert source.title in sources
     assert "I am not a medical service" in start
+    # What the library covers, from the library's own description (corpus/domain.toml).
+    assert service.domain.description
+    assert service.domain.description in start
+    assert "any question about running" not in start
     assert "/reset" in help_
-    for disagreement in service.debates():  # the whole map, each side with its quotes
-        assert disagreement["topic"] in debates
-        for position in disagreement["positions"]:
-            for evidence in position["evidence"]:
-                assert evidence["quote"] in debates
     assert "nothing to forget" in reset
+    # /debates is short: the topics, and one button per topic for its evidence.
+    items = service.debates()
+    assert len(debates) < 600
+    listing = next(m for m in api.messages(42) if m.text.startswith("Where the articles disagree"))
+    labels = [b["text"] for row in listing.reply_markup["inline_keyboard"] for b in row]
+    assert len(labels) == len(items)
+    for item in items:
+        assert item["topic"] in debates
+        assert item["positions"][0]["evidence"][0]["quote"] not in debates
+    titles = {s.source_id: s.title for s in service.sources()}
+
+    # The runner taps every topic quickly, each press from the list as it looked before any edit.
+    before = len(api.sent(chat_id=42))
+    view = api.as_message(listing)
+    for n in range(len(items)):
+        update = api.press_update(42, listing.message_id, labels[n], update_id=100 + n)
+        update["callback_query"]["message"] = view
+        api.push(update)
+    await api.wait_for(lambda: len(api.sent(chat_id=42)) == before + len(items))
+    await api.wait_for(lambda: not api.live_keyboards(42))  # every topic read: no buttons left
+    shown_topics = [parse_html(m["text"]) for m in api.sent(chat_id=42)[before:]]
+    for item in items:
+        [evidence] = [t for t in shown_topics if t.startswith(item["topic"])]
+        assert evidence.startswith(item["topic"])
+        for position in item["positions"]:
+            for e in position["evidence"]:
+                assert evidence.count(e["quote"]) == 1  # each quote once, with its article's title
+                assert titles[e["source_id"]] in evidence
+                assert e["source_id"] not in evidence  # titles, not slugs
     assert unknown.startswith("I don't know /frobnicate<b>&")
     assert "/sources" in unknown
     assert api.errors == []
@@ -229,6 +262,14 @@ async def test_a_long_answer_is_split(api: BotApiStandIn, service: CoachService,
         assert part.rstrip() + "\n\n" in whole
 
 
+class EchoService(CoachService):
+    """The real service, each answer opening with the question it answers (to see the order)."""
+
+    async def aanswer(self, question: str, history=()) -> Answer:  # noqa: ANN001
+        real = await super().aanswer(question, history)
+        return real.model_copy(update={"answer": f"You asked: {question}\n\n{real.answer}"})
+
+
 class DisagreeingService(CoachService):
     """The real service, with a disagreement laid over each answer's real citations: the disagreement map
     (#3) is not on this branch, and this exercises the button's plumbing end to end."""
@@ -252,15 +293,23 @@ async def test_the_disagreement_button(api: BotApiStandIn, service: CoachService
         await api.wait_for(lambda: answers(api, 42))
         labels = buttons(answers(api, 42)[0])
         assert list(labels) == ["Sources", "Where sources disagree"]
-        api.push(callback(46, labels["Where sources disagree"]))
-        await api.wait_for(lambda: len(api.sent(chat_id=42)) >= 2)
+        api.press(42, api.last(42).message_id, "Where sources disagree", update_id=46)
+        await api.wait_for(lambda: len(api.sent(chat_id=42)) >= 2 and not api.used_but_live(42))
     finally:
         await running.stop()
     shown = parse_html(api.sent(chat_id=42)[-1]["text"])
     assert "Do the glutes propel you? (conflicting opinions)" in shown
     assert "– They keep the <hips> centred. [2]" in shown
     expected = await service.aanswer(KNEES)
+    # The panel quotes the passages its positions cite ([1] and [2]), not the rest of the answer's.
     assert expected.citations[1].quote in shown
+    assert expected.citations[0].quote in shown
+    for c in expected.citations[2:]:
+        assert f"[{c.n}]" not in shown
+    # The used button is gone, the other stays.
+    assert [b["text"] for row in api.messages(42)[0].reply_markup["inline_keyboard"] for b in row] == [
+        "Sources"
+    ]
     assert api.errors == []
 
 
@@ -271,19 +320,22 @@ async def test_unusable_questions_get_the_reason(api: BotApiStandIn, bot: Runnin
 
 
 async def test_stickers_photos_voice_edits_and_channel_posts(api: BotApiStandIn, bot: RunningBot) -> None:
+    edit = message(53, "why do my hips hurt?", user_id=4, kind="edited_message")
     api.push(
         sticker(50, user_id=1),
         photo(51, user_id=2),
         voice(52, user_id=3),
-        message(53, "why do my hips hurt?", user_id=4, kind="edited_message"),
+        edit,
         message(54, "race day tips", user_id=5, kind="channel_post"),
         message(55, KNEES, user_id=6),
+        {**edit, "update_id": 56},  # the same edit delivered again under a new update id
     )
-    await api.wait_for(lambda: answers(api, 6))
-    await api.wait_for(lambda: api.confirmed_past(55))
+    await api.wait_for(lambda: answers(api, 6) and answers(api, 4))
+    await api.wait_for(lambda: api.confirmed_past(56))
+    await asyncio.sleep(0.5)
     for chat in (1, 2, 3):
         assert [m["text"] for m in api.sent(chat_id=chat)] == [TEXT_ONLY]
-    assert api.sent(chat_id=4) == []
+    assert len(api.sent(chat_id=4)) == 1  # an edited message is a new question, answered once
     assert api.sent(chat_id=-100123) == []
     assert all(m["text"] != SOMETHING_WRONG for m in api.sent())
     assert api.errors == []
@@ -293,22 +345,40 @@ def too_fast_texts() -> list[str]:
     return [TOO_FAST.format(seconds=n) for n in range(1, 61)]
 
 
-async def test_a_flood_from_one_user_is_bounded(api: BotApiStandIn, bot: RunningBot) -> None:
-    flood = [message(100 + i, KNEES, user_id=7) for i in range(30)]
-    api.push(*flood, message(200, KNEES, user_id=8))
-    await api.wait_for(lambda: answers(api, 7) and answers(api, 8))
-    await api.wait_for(lambda: api.confirmed_past(200))
-    await api.wait_for(lambda: len(api.sent(chat_id=7)) >= len(flood))
-    await asyncio.sleep(1.0)  # anything more from the flood (there must be nothing) would arrive now
+async def test_a_flood_from_one_user_is_bounded_and_every_message_answered(
+    api: BotApiStandIn, service: CoachService, tmp_path: Path
+) -> None:
+    settings = bot_settings(tmp_path / "flood", api, bot_refusals_per_s=20.0)
+    running = await RunningBot(settings, clone(service, EchoService)).start()
+    try:
+        flood = [message(100 + i, f"{KNEES} ({i})", user_id=7) for i in range(30)]
+        api.push(*flood, message(200, KNEES, user_id=8))
+        await api.wait_for(lambda: answers(api, 8))
+        await api.wait_for(lambda: len(api.sent(chat_id=7)) >= len(flood), within=60)
+        await asyncio.sleep(1.0)  # anything more from the flood (there must be nothing) would arrive now
+    finally:
+        await running.stop()
     sent = api.sent(chat_id=7)
-    assert 1 <= len(answers(api, 7)) <= bot.settings.bot_burst
-    # Every message gets exactly one reply: its answer, or a refusal quoting it.
-    refused = [m for m in sent if not m.get("reply_markup")]
-    assert all(m["text"] in (WAIT, *too_fast_texts()) for m in refused)
+    assert len(sent) == len(flood)  # every message gets exactly one reply
+    answered = [m for m in sent if m["text"].startswith("You asked:")]
+    assert len(answered) == settings.bot_burst  # a burst is queued and answered, not refused
+    # ... in the order asked (EchoService quotes each question at the top of its answer)
+    asked = [parse_html(m["text"]).split("\n")[0] for m in answered]
+    assert asked == [f"You asked: {KNEES} ({i})" for i in range(len(answered))]
+    refused = [m for m in sent if not m["text"].startswith("You asked:")]
+    assert all(m["text"] in too_fast_texts() for m in refused)
     quoted = [m["reply_parameters"]["message_id"] for m in refused]
-    assert len(sent) == len(flood)
-    assert len(set(quoted)) == len(quoted) == len(flood) - len(answers(api, 7))
+    assert len(quoted) == len(set(quoted))
+    assert set(quoted) == {100 + i for i in range(settings.bot_burst, 30)}
+    # No "typing…" once the last answer is out: the refusals after it come without one.
+    last_answer = max(c.at for c in api.calls if c.params.get("text", "").startswith("You asked:"))
+    assert not [c for c in api.calls if c.method == "sendChatAction" and c.at > last_answer]
+    # The refusals are paced per chat (COACH_BOT_REFUSALS_PER_S), not sent as a flood.
+    times = [c.at for c in api.calls if c.method == "sendMessage" and int(c.params["chat_id"]) == 7]
+    times = [t for t, m in zip(times, sent, strict=True) if m in refused]
+    assert times[-1] - times[0] >= (len(times) - 1) / 20.0 * 0.8
     assert len(answers(api, 8)) == 1  # another user is not held up by the flood
+    assert api.errors == []
 
 
 async def test_an_update_served_twice_across_a_restart_is_answered_once(

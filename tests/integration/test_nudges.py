@@ -110,7 +110,15 @@ _ids = itertools.count(1)
 
 
 async def send(bot: Bot, update: dict) -> None:
+    bot_api(bot).expect(update)
     await bot.app.process_update(Update.de_json(update, bot.app.bot))
+
+
+async def press(bot: Bot, label: str, message_id: int | None = None, chat: int = CHAT) -> None:
+    """Press a live button under a message (the chat's last by default), as the runner's client does."""
+    api = bot_api(bot)
+    message_id = message_id if message_id is not None else api.last(chat).message_id
+    await send(bot, api.press_update(chat, message_id, label, update_id=next(_ids)))
 
 
 async def command(bot: Bot, text: str, chat: int = CHAT) -> str:
@@ -192,16 +200,16 @@ async def test_subscribe_with_buttons_shows_both_frequency_positions(
     bot: Bot, api: BotApiStandIn, service: CoachService
 ) -> None:
     await command(bot, "/subscribe")
-    choice = buttons(api.sent(chat_id=CHAT)[-1])
-    assert "07:30" in choice
-    await send(bot, callback(next(_ids), choice["07:30"], user_id=CHAT))
-    zones = buttons(api.sent(chat_id=CHAT)[-1])
-    assert "Europe/Berlin" in zones
-    await send(bot, callback(next(_ids), zones["Europe/Berlin"], user_id=CHAT))
-    screen = api.sent(chat_id=CHAT)[-1]
+    flow = api.last(CHAT)
+    assert "07:30" in buttons(api.as_message(flow))
+    await press(bot, "07:30")
+    assert api.last(CHAT) is flow  # one message, edited step by step
+    assert "Europe/Berlin" in buttons(api.as_message(flow))
+    await press(bot, "Europe/Berlin")
+    screen = api.as_message(flow)
     assert set(buttons(screen)) == {"Daily", "Twice a week"}
     assert all(len(data.encode()) <= 64 for data in buttons(screen).values())
-    shown = parse_html(screen["text"])
+    shown = screen["text"]
     [debate] = [
         d for d in service.debate_map.disagreements if d.topic == "How often should you train the glutes?"
     ]
@@ -209,12 +217,13 @@ async def test_subscribe_with_buttons_shows_both_frequency_positions(
     assert {"glutes-fire-in-running", "runners-need-strong-glutes"} <= sources
     for p in debate.positions:
         for e in p.evidence:
-            assert e.quote in shown
-    await send(bot, callback(next(_ids), buttons(screen)["Twice a week"], user_id=CHAT))
-    assert "Subscribed: a routine twice a week at 07:30 (Europe/Berlin)" in parse_html(
-        api.sent(chat_id=CHAT)[-1]["text"]
-    )
+            assert shown.count(e.quote) == 1  # each side's quotes once
+    await press(bot, "Twice a week")
+    assert "Subscribed: a routine twice a week at 07:30 (Europe/Berlin)" in flow.text
+    assert flow.reply_markup is None  # the flow is over: no buttons left
+    assert len(api.messages(CHAT)) == 1
     assert (await bot.state.subscription(CHAT)).frequency == "twice-weekly"
+    assert api.errors == []
 
 
 async def test_malformed_subscribe_gets_a_clear_message_and_changes_nothing(bot: Bot) -> None:
@@ -402,12 +411,17 @@ async def test_done_keeps_a_streak_and_snooze_reminds_an_hour_later(
     for day in (1, 2):
         clock.set(2026, 6, day, 5, 30)
         await bot.nudger.run_due()
-        await send(bot, callback(next(_ids), buttons(nudges(api)[-1])["Done"], user_id=CHAT))
-        assert f"Streak: {day}" in parse_html(api.sent(chat_id=CHAT)[-1]["text"])
+        await press(bot, "Done")
+        nudge = api.last(CHAT)
+        assert nudge.text.startswith(f"Day {day}: today's glute routine")  # the nudge, edited in place
+        assert nudge.text.endswith(f"✅ Done. Streak: {day}.")
+        assert nudge.reply_markup is None
     clock.set(2026, 6, 3, 5, 30)
     await bot.nudger.run_due()
-    await send(bot, callback(next(_ids), buttons(nudges(api)[-1])["Snooze 1 h"], user_id=CHAT))
+    await press(bot, "Snooze 1 h")
     assert api.sent("answerCallbackQuery")[-1]["text"] == "I'll remind you in an hour."
+    assert api.last(CHAT).text.endswith("⏰ Snoozed: I will send it again at 08:30.")  # Berlin time
+    assert api.last(CHAT).reply_markup is None
     await bot.restart()  # snoozes live in the delivery log: they survive a restart
     clock.set(2026, 6, 3, 6, 29)
     assert await bot.nudger.run_due() == []  # not yet
@@ -421,8 +435,11 @@ async def test_done_keeps_a_streak_and_snooze_reminds_an_hour_later(
     assert "Routines sent: 3; done: 2." in stats
     assert "Streak: 2 (best 2)" in stats
     assert "today is day 3" in stats
-    routine = await command(bot, "/routine")
+    routine = await command(bot, "/routine")  # today's, not yet done: with its Done button
     assert routine.startswith("Day 3: today's glute routine")
+    assert list(buttons(api.sent(chat_id=CHAT)[-1])) == ["Done"]
+    assert api.used_but_live(CHAT) == []
+    assert api.errors == []
 
 
 async def test_the_real_job_queue_fires_the_nudge(
@@ -537,3 +554,76 @@ def test_the_ingested_library_quotes_verbatim_over_a_28_day_programme(service: C
                 assert ex.quote in source
                 assert ex.how is None or ex.how in source
                 assert ex.dose is None or ex.dose in source
+
+
+async def test_a_changed_time_still_ahead_today_takes_effect_today(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    clock.set(2026, 6, 1, 6, 0)  # 08:00 in Berlin: a 07:30 subscription starts tomorrow
+    reply = await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    assert "The next one comes on Tue 02 Jun at 07:30" in reply
+    reply = await command(bot, "/subscribe 19:00 Europe/Berlin daily")  # still ahead today
+    assert "The next one comes today at 19:00" in reply
+    assert await bot.next_due() == datetime(2026, 6, 1, 17, 0, tzinfo=UTC)
+    clock.set(2026, 6, 1, 17, 0)
+    assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+    assert parse_html(nudges(api)[-1]["text"]).startswith("Day 1:")
+    # Today's is sent: a change to a later time today does not send a second one.
+    clock.set(2026, 6, 1, 17, 10)
+    assert "on Tue 02 Jun at 20:00" in await command(bot, "/subscribe 20:00 Europe/Berlin daily")
+    assert await bot.next_due() == datetime(2026, 6, 2, 18, 0, tzinfo=UTC)
+
+
+async def test_routine_is_a_taster_for_others_and_the_next_day_for_a_subscriber(
+    bot: Bot, api: BotApiStandIn, clock: FakeClock
+) -> None:
+    taster = await command(bot, "/routine")
+    assert taster.startswith("Day 1: today's glute routine")
+    assert "A taster: /subscribe" in taster
+    assert not api.sent(chat_id=CHAT)[-1].get("reply_markup")
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    clock.set(2026, 6, 1, 5, 30)
+    await bot.nudger.run_due()
+    nudge = api.last(CHAT)
+    routine = await command(bot, "/routine")  # today's, sent and not done: with Done
+    assert routine.startswith("Day 1:")
+    assert list(buttons(api.sent(chat_id=CHAT)[-1])) == ["Done"]
+    await press(bot, "Done")
+    assert "Streak: 1" in api.last(CHAT).text
+    assert nudge.reply_markup is None  # the nudge's own Done and Snooze are stale now: gone
+    assert api.live_keyboards(CHAT) == []
+    nxt = await command(bot, "/routine")  # done today: tomorrow's, said so
+    assert nxt.startswith("Day 2:")
+    assert "it comes on Tue 02 Jun at 07:30" in nxt
+    assert api.used_but_live(CHAT) == []
+    assert api.errors == []
+
+
+async def test_stale_subscribe_buttons_are_removed_and_an_expired_one_only_toasts(
+    bot: Bot, api: BotApiStandIn
+) -> None:
+    await command(bot, "/subscribe")
+    first = api.last(CHAT)
+    await command(bot, "/subscribe")  # a second flow: the first's buttons go
+    second = api.last(CHAT)
+    assert first.reply_markup is None
+    assert second.reply_markup is not None
+    await command(bot, "/subscribe 07:30 UTC daily")  # typed in full: the open flow's buttons go too
+    assert second.reply_markup is None
+    assert api.live_keyboards(CHAT) == []
+    messages = len(api.messages(CHAT))
+    # A button of a flow that is over (from an old client view): a toast, no chat message.
+    stale = api.as_message(first)
+    stale["reply_markup"] = {"inline_keyboard": [[{"text": "07:30", "callback_data": "sub|x|bad"}]]}
+    await send(bot, callback(next(_ids), "sub|x|bad", user_id=CHAT, message=stale))
+    assert api.toasts(CHAT) == ["That button has expired: send /subscribe again."]
+    assert len(api.messages(CHAT)) == messages
+
+
+async def test_a_garbled_reply_to_a_nudge_is_retried(bot: Bot, api: BotApiStandIn, clock: FakeClock) -> None:
+    await command(bot, "/subscribe 07:30 Europe/Berlin daily")
+    api.fail_next(CHAT, Fault(malformed=True))
+    clock.set(2026, 6, 1, 5, 30)
+    assert [o.status for o in await bot.nudger.run_due()] == ["sent"]
+    assert len(nudges(api)) == 1
+    assert api.errors == [("sendMessage", "malformed reply")]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.handlers import SOMETHING_WRONG
+from bot.handlers import SOMETHING_WRONG, UNSURE
 from cli.main import app
 from coach.answer import EXTRACTIVE, NOTE_UNAVAILABLE, CoachService
 from coach.embeddings import fake_embeddings, load_minilm
@@ -309,7 +309,8 @@ async def test_bot_api_timing_out(service: CoachService, tmp_path: Path, record)
     running = await RunningBot(bot_settings(tmp_path / "bot", api), service).start()
     try:
         api.push(message(1, KNEES, user_id=11))
-        # The first send times out: the error handler's "something went wrong" follows it.
+        # The first send times out (it arrives, late): not resent, which would double it; the runner is
+        # told once that it may not have got through.
         await api.wait_for(lambda: len(api.sent(chat_id=11)) >= 2, within=30)
         api.push(message(2, "how often should I do glute exercises?", user_id=11))
         await api.wait_for(lambda: len(api.sent(chat_id=11)) >= 3, within=30)
@@ -321,9 +322,13 @@ async def test_bot_api_timing_out(service: CoachService, tmp_path: Path, record)
     record(
         "fault",
         "Bot API times out on sendMessage (hangs 6.5 s)",
-        "the bot logs it, tells the user, keeps running and answers the next question",
+        "the bot logs it, tells the user once (not resent: it may have arrived), keeps running and answers "
+        "the next question",
         f"bot running: {alive}; messages sent: {len(texts)}; after the timeout: {texts[1][:50]!r}; next: {texts[2][:50]!r}",
-        alive and texts[1] == SOMETHING_WRONG and bool(api.sent(chat_id=11)[-1].get("reply_markup")),
+        alive
+        and texts[1] == parse_html(UNSURE.format(question=KNEES))
+        and len(texts) == 3
+        and bool(api.sent(chat_id=11)[-1].get("reply_markup")),
     )
 
 

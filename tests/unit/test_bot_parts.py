@@ -12,15 +12,18 @@ from pydantic import ValidationError
 from bot.formatting import (
     MAX_MESSAGE,
     render_answer,
-    render_debates,
+    render_debate,
+    render_debate_list,
     render_disagreements,
     render_sources,
     split_html,
     utf16_len,
     visible_text,
 )
-from bot.limits import AnswerCache, UserGate, Verdict
+from bot.limits import AnswerCache, SeenEdits, UserGate, Verdict
 from bot.logs import REDACTED, protect_logs
+from bot.longtext import pick_question, windows
+from bot.order import ChatOrder
 from coach.models import Answer, Citation, Disagreement, Position
 from tests.botapi import ApiError, parse_html
 from tests.conftest import make_bot_settings
@@ -88,17 +91,49 @@ def test_render_disagreements_from_a_constructed_answer() -> None:
     assert render_disagreements(answer_with("x")) == "The sources behind this answer do not disagree."
 
 
-def test_render_debates_reads_dicts_and_objects() -> None:
+def test_the_debate_list_is_short_and_each_debate_says_each_side_once() -> None:
     items = [
         {"topic": "Squats <or> lunges", "kind": "complementary", "positions": [{"summary": "Both & more"}]},
         Disagreement(
             topic="Propulsion", kind="outdated", positions=[Position(summary="Old view", citations=[])]
         ),
     ]
-    shown = parse_html(render_debates(items))
-    assert "Squats <or> lunges (complementary)" in shown
-    assert "– Both & more" in shown
-    assert "Propulsion (outdated)" in shown
+    listed = parse_html(render_debate_list(items))
+    assert "1. Squats <or> lunges" in listed
+    assert "2. Propulsion" in listed
+    assert "Both & more" not in listed  # the evidence is one button away
+    frequency = {
+        "topic": "How often?",
+        "kind": "conflicting_opinions",
+        "positions": [
+            {
+                "summary": "Daily: “…five minutes a day could save…”",
+                "evidence": [
+                    {"source_id": "a", "quote": "Spending five minutes a day could save you & me."},
+                    {"source_id": "a", "quote": "Spending five minutes a day could save you & me."},
+                ],
+            },
+            {"summary": "Twice: at least twice a week", "evidence": [{"source_id": "b", "quote": "Q <2>"}]},
+        ],
+    }
+    shown = parse_html(render_debate(frequency, {"a": "Article A", "b": "Article B"}))
+    assert "How often? (conflicting opinions)" in shown
+    assert shown.count("five minutes a day") == 1  # the summary only repeated the quote
+    assert "• Daily\n  “Spending five minutes a day could save you & me.” – Article A" in shown
+    assert "• Twice: at least twice a week\n  “Q <2>” – Article B" in shown
+
+
+def test_the_footer_names_only_the_marks_the_answer_shows() -> None:
+    answer = Answer(
+        question="q",
+        backend="extractive",
+        answer="Glutes keep the pelvis level [2].",
+        citations=[citation(1), citation(2), citation(3)],
+    )
+    footer = parse_html(render_answer(answer)).split("\n\n")[-1]
+    assert footer.startswith("Sources: [2] ")
+    assert "[1]" not in footer
+    assert "[3]" not in footer
 
 
 # --- splitting -------------------------------------------------------------------------------------------
@@ -165,40 +200,78 @@ class Clock:
         return self.now
 
 
-def test_gate_allows_a_burst_one_at_a_time_then_refills() -> None:
+def test_gate_allows_a_burst_then_refills() -> None:
     clock = Clock()
-    gate = UserGate(burst=2, per_minute=6, warn_every_s=10, clock=clock)
+    gate = UserGate(burst=2, per_minute=6, clock=clock)
     assert gate.admit(1) is Verdict.GO
-    assert gate.admit(1) is Verdict.BUSY  # still in flight
+    assert gate.admit(1) is Verdict.GO  # queued behind the first, not refused
     assert gate.admit(2) is Verdict.GO  # other users are independent
-    gate.done(1)
-    assert gate.admit(1) is Verdict.GO
-    gate.done(1)
     assert gate.admit(1) is Verdict.TOO_FAST
     assert gate.seconds_until_token(1) == pytest.approx(10)
+    clock.now = 4.0
+    assert gate.seconds_until_token(1) == pytest.approx(6)  # counted down as time passes
     clock.now = 10.0  # 6 per minute: one token per 10 s
     assert gate.admit(1) is Verdict.GO
 
 
-def test_gate_warns_once_per_period() -> None:
+def test_gate_forgets_idle_users() -> None:
     clock = Clock()
-    gate = UserGate(clock=clock, warn_every_s=10)
-    assert [gate.should_warn(1) for _ in range(5)] == [True, False, False, False, False]
-    clock.now = 10.0
-    assert gate.should_warn(1)
-
-
-def test_gate_forgets_idle_users_but_not_active_ones() -> None:
-    clock = Clock()
-    gate = UserGate(burst=1, per_minute=60, warn_every_s=10, clock=clock, max_tracked=2)
-    for user_id in (1, 2, 3):
+    gate = UserGate(burst=1, per_minute=60, clock=clock, max_tracked=2)
+    for user_id in (1, 2):
         assert gate.admit(user_id) is Verdict.GO
-    gate.done(1)
-    gate.done(2)
-    clock.now = 100.0
-    assert gate.admit(4) is Verdict.GO  # over max_tracked: the idle users 1 and 2 are dropped
+    clock.now = 0.5
+    assert gate.admit(3) is Verdict.GO
+    clock.now = 1.2
+    assert gate.admit(4) is Verdict.GO  # over max_tracked: users idle past a refill are dropped
     assert set(gate._buckets) == {3, 4}
-    assert gate.admit(3) is Verdict.BUSY  # still in flight, still tracked
+
+
+async def test_chat_order_answers_in_arrival_order_and_lets_released_tickets_go() -> None:
+    import asyncio
+
+    order = ChatOrder()
+    for ticket in (1, 2, 3):
+        order.register(7, ticket)
+    order.register(8, 4)
+    done: list[int] = []
+
+    async def answer(ticket: int) -> None:
+        await order.turn(7, ticket)
+        done.append(ticket)
+        order.release(7, ticket)
+
+    third = asyncio.create_task(answer(3))
+    await order.turn(8, 4)  # another chat waits for nobody
+    await asyncio.sleep(0)
+    assert done == []
+    order.release(7, 2)  # refused: ticket 3 now waits only for 1
+    first = asyncio.create_task(answer(1))
+    await asyncio.gather(first, third)
+    assert done == [1, 3]
+    await order.turn(7, 99)  # never registered (a test's direct update): no wait
+    assert len(order) == 1
+
+
+def test_long_messages_are_answered_by_their_last_question() -> None:
+    story = (
+        "I run 40 km a week. " * 150 + "My left knee aches after long runs. Why does my knee hurt? Thanks!"
+    )
+    asked = pick_question(story, 2000)
+    assert asked == type(asked)("Why does my knee hurt?", partial=True)
+    short = "why do my knees hurt?"
+    assert pick_question(short, 2000).partial is False
+    no_question = "I ran. " * 400 + "My hip hurts after hills."
+    assert pick_question(no_question, 2000).question == "My hip hurts after hills."
+    pieces = list(windows(story, 200))
+    assert all(len(p) <= 200 for p in pieces)
+    assert " ".join(pieces) == " ".join(story.split())
+
+
+def test_an_edit_is_answered_once() -> None:
+    seen = SeenEdits(size=2)
+    assert seen.first((1, 10, 100))
+    assert not seen.first((1, 10, 100))
+    assert seen.first((1, 10, 101))  # edited again: a new question
 
 
 def test_answer_cache_is_bounded_lru() -> None:

@@ -10,7 +10,8 @@ from coach.text import STOPWORDS, collapse
 
 HISTORY_TURNS = 3  # turns a follow-up is condensed with; older ones rarely matter and cost tokens
 ANSWER_CHARS = 600  # of each earlier answer shown to the condensing model
-SHORT_QUESTION_WORDS = 4  # content words at or below which a question leans on the one before
+SHORT_QUESTION_WORDS = 3  # content words at or below which a question leans on the one before ("do the glutes
+# propel you forward when you run?" has four of its own and stands alone)
 
 # "and what about my hips?", "what if it hurts?", "how often should I do them?"
 _ANAPHORIC = re.compile(

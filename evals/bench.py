@@ -109,22 +109,28 @@ def _settings(data_dir: Path):  # noqa: ANN202
 # ---- figures, each run inside its own child process --------------------------------------------------
 
 
-def figure_warm(data_dir: Path) -> dict:
-    from coach.answer import CoachService
-
-    service = CoachService.open(_settings(data_dir))
-    for q in QUESTIONS:
+def timed_answers(service, questions: list[str], rounds: int) -> tuple[list[float], float, float]:  # noqa: ANN001
+    """Warm answers against their floor (the query embedding and the vector query alone), interleaved
+    question by question after one warming pass: (answer seconds, answer p50, floor p50)."""
+    for q in questions:
         service.answer(q)
     answers, floors = [], []
-    for i in range(60):
-        q = QUESTIONS[i % len(QUESTIONS)]
+    for i in range(rounds):
+        q = questions[i % len(questions)]
         t = time.perf_counter()
         service.answer(q)
         answers.append(time.perf_counter() - t)
         t = time.perf_counter()
         service.store.query(service.embeddings.embed_query(q), 20)
         floors.append(time.perf_counter() - t)
-    p50, floor = statistics.median(answers), statistics.median(floors)
+    return answers, statistics.median(answers), statistics.median(floors)
+
+
+def figure_warm(data_dir: Path) -> dict:
+    from coach.answer import CoachService
+
+    service = CoachService.open(_settings(data_dir))
+    answers, p50, floor = timed_answers(service, QUESTIONS, 60)
     return {
         "embedding_backend": service.embeddings.backend,
         "warm_p50_ms": p50 * 1000,
@@ -368,10 +374,6 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ---- a whole generated library: ingest, the maps, re-ingest and answers at 1,000 articles ----------------
 
 LIBRARY_TARGETS = {
@@ -442,18 +444,7 @@ def figure_library(data_dir: Path, n: int) -> dict:
     t = time.perf_counter()
     service = CoachService.open(settings, embeddings=embeddings)
     open_s = time.perf_counter() - t
-    for q in LIBRARY_QUESTIONS:
-        service.answer(q)
-    answers, floors = [], []
-    for i in range(40):
-        q = LIBRARY_QUESTIONS[i % len(LIBRARY_QUESTIONS)]
-        t = time.perf_counter()
-        service.answer(q)
-        answers.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        service.store.query(service.embeddings.embed_query(q), 20)
-        floors.append(time.perf_counter() - t)
-    p50, floor = statistics.median(answers), statistics.median(floors)
+    answers, p50, floor = timed_answers(service, LIBRARY_QUESTIONS, 40)
     sizes = {
         name: sum(f.stat().st_size for f in (settings.data_dir / name).rglob("*") if f.is_file())
         if (settings.data_dir / name).is_dir()
@@ -511,3 +502,7 @@ def run_library_bench(sizes: tuple[int, ...] = (100, 1000)) -> dict:
         "library_peak_mib": large["peak_mib"],
     }
     return {"results": {**results, "library": summary}, "targets": LIBRARY_TARGETS}
+
+
+if __name__ == "__main__":
+    main()

@@ -250,6 +250,17 @@ class CoachService:
             reading = self._guess(reading, self.embeddings.embed_query(reading.standalone))
         return reading
 
+    # The cue tests the lookup takes, as methods: the knowledge keeps what one selects across the library
+    # (every caution that mentions pain) for the service's life, keyed by the test.
+    def _asks_frequency(self, text: str) -> bool:
+        return bool(self.cues.frequencies.search(text))
+
+    def _asks_timeline(self, text: str) -> bool:
+        return bool(self.cues.timeline_question.search(spell_out(text)))
+
+    def _mentions_pain(self, text: str) -> bool:
+        return bool(self.cues.pain.search(spell_out(text)))
+
     def _read(self, question: str, history: Sequence[Turn]) -> Reading:
         return read(
             question,
@@ -338,9 +349,9 @@ class CoachService:
             self.knowledge,
             self._chunk,
             self.domain.generic_terms | self.domain.anchor_stopwords,
-            frequency=lambda q: bool(self.cues.frequencies.search(q)),
-            timeline=lambda q: bool(self.cues.timeline_question.search(spell_out(q))),
-            pain=lambda q: bool(self.cues.pain.search(spell_out(q))),
+            frequency=self._asks_frequency,
+            timeline=self._asks_timeline,
+            pain=self._mentions_pain,
         )
         # A question about an exercise the articles name, or a word they define, is covered however
         # little else it shares with them.

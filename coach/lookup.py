@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -18,7 +19,6 @@ from coach.models import Chunk
 from coach.retrieval import Hit, Retrieval
 from coach.routines import ExerciseFact, norm_name
 from coach.statements import Knowledge, Statement
-from coach.text import terms
 
 MAX_FACTS = 12
 MIN_PASSAGE_EXERCISES = 3  # fewer named in the passages: look up the exercises closest to the question
@@ -63,34 +63,18 @@ def gather(
             looked_up.extend(knowledge.facts(norm_name(name)))
     hit_ids = {hit.chunk.chunk_id for hit in retrieval.hits}
     vector = _unit(retrieval.query_embedding)
-    statements_all = knowledge.statements()
     statements_in = [s for hit in retrieval.hits for s in knowledge.by_chunk.get(hit.chunk.chunk_id, [])]
     extra: list[Statement] = []
     defined = False
     if reading.intent == "what_is":
-        asked = set(retrieval.query_terms) - generic
-        for statement in statements_all:
-            term = set(terms(statement.term or ""))
-            # A definition of the word asked about, or a section titled with it ("What is X?").
-            if (term & asked and asked <= term | set(statement.words)) or (
-                asked and asked <= set(terms(statement.section)) and not statement.comment
-            ):
-                extra.append(statement)
-                defined = True
+        # A definition of the word asked about, or a section titled with it ("What is X?").
+        found = knowledge.defining(set(retrieval.query_terms) - generic)
+        extra.extend(found)
+        defined = bool(found)
     if reading.intent in ("which_exercises", "what_to_do") and vector is not None:
-        named = {f.key for facts in knowledge.exercises.values() for f in facts if f.chunk_id in hit_ids}
+        named = {f.key for _, f in knowledge.facts_in(hit_ids)}
         if len(named) < MIN_PASSAGE_EXERCISES:
-            ranked = sorted(
-                (
-                    (float(s.array @ vector), f)
-                    for facts in knowledge.exercises.values()
-                    for f in facts
-                    for s in knowledge.by_chunk.get(f.chunk_id, [])
-                    if s.array is not None and s.array.shape == vector.shape and f.quote in s.quote
-                ),
-                key=lambda p: -p[0],
-            )
-            for closeness, fact in ranked:
+            for closeness, fact in knowledge.ranked_exercises(vector):
                 if closeness < EXERCISE_CLOSENESS or len(named) >= MAX_LOOKED_UP_EXERCISES:
                     break
                 if fact.key not in named:
@@ -102,39 +86,24 @@ def gather(
     wants = reading.intent == "dose" or (reading.intent == "should_i" and frequency(reading.question))
     if wants and vector is not None:
         sources = {s.source_id for s in statements_in if kind in s.kinds and not s.comment}
-        typed = sorted(
-            (s for s in statements_all if kind in s.kinds and not s.comment and s.array is not None),
-            key=lambda s: -float(s.array @ vector),
-        )
-        for statement in typed:
+        typed = knowledge.ranked(partial(_typed, kind), vector, key=("typed", kind))
+        for _closeness, statement in typed:
             if len(sources) >= MAX_LOOKED_UP_DOSES:
                 break
             if statement.source_id not in sources:
                 sources.add(statement.source_id)
                 extra.append(statement)
     if reading.intent == "should_i" and pain(reading.question) and vector is not None:
-        cautions = sorted(
-            (
-                s
-                for s in statements_all
-                if {"referral", "warning"} & set(s.kinds)
-                and pain(s.quote)
-                and not s.comment
-                and s.array is not None
-            ),
-            key=lambda s: -float(s.array @ vector),
-        )
-        extra.extend(cautions[:MAX_LOOKED_UP_DOSES])
+        cautions = knowledge.ranked(partial(_caution, pain), vector, key=("caution", pain))
+        extra.extend(s for _closeness, s in cautions[:MAX_LOOKED_UP_DOSES])
     rank = {hit.chunk.chunk_id: i for i, hit in enumerate(retrieval.hits)}
-    in_passages = sorted(
-        (
-            fact
-            for facts in knowledge.exercises.values()
-            for fact in facts
-            if fact.chunk_id in rank and fact not in looked_up
-        ),
-        key=lambda f: (rank[f.chunk_id], f.position),
-    )
+    in_passages = [
+        fact
+        for _, fact in sorted(
+            knowledge.facts_in(rank), key=lambda p: (rank[p[1].chunk_id], p[1].position, p[0])
+        )
+        if fact not in looked_up
+    ]
     facts: list[ExerciseFact] = []
     for fact in [*looked_up, *in_passages]:
         if fact not in facts:
@@ -156,6 +125,18 @@ def gather(
         subject=tuple(reading.exercises),
         conversation=tuple(reading.context.exercises),
         defined=defined,
+    )
+
+
+def _typed(kind: str, statement: Statement) -> bool:
+    return kind in statement.kinds and not statement.comment
+
+
+def _caution(pain: Callable[[str], bool], statement: Statement) -> bool:
+    return (
+        bool({"referral", "warning"} & set(statement.kinds))
+        and not statement.comment
+        and pain(statement.quote)
     )
 
 

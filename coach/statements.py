@@ -19,7 +19,8 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -363,18 +364,30 @@ def _embedded(statements: list[Statement], embeddings: Embeddings) -> list[State
 
 
 class Knowledge:
-    """The typed statements, indexed for answering: by chunk, and the exercises by name."""
+    """The typed statements, indexed for answering: by chunk, the exercises by name and by chunk, and
+    (built on first use, kept for the service's life) the statements an answer looks up across the whole
+    library: definitions by the words of their term and section, and the embeddings of one kind (doses,
+    time frames, cautions) as one matrix. An answer's cost then grows with what it reads, not with the
+    library (a linear scan of 100,000 statements per question was most of an answer at 1,000 articles)."""
 
     def __init__(self, statements: StatementSet | None = None) -> None:
         self.set = statements or StatementSet(key="")
         self.by_chunk: dict[str, list[Statement]] = {}
         self.exercises: dict[str, list[ExerciseFact]] = {}
+        self._all: list[Statement] = []
         for sid in sorted(self.set.articles):
             article = self.set.articles[sid]
             for statement in article.statements:
                 self.by_chunk.setdefault(statement.chunk_id, []).append(statement)
+                self._all.append(statement)
             for fact in article.exercises:
                 self.exercises.setdefault(fact.key, []).append(fact)
+        # Every fact once, in the order the exercises were listed (ties in a passage keep that order).
+        self._fact_order: list[ExerciseFact] = [f for facts in self.exercises.values() for f in facts]
+        self.facts_by_chunk: dict[str, list[tuple[int, ExerciseFact]]] = {}
+        for i, fact in enumerate(self._fact_order):
+            self.facts_by_chunk.setdefault(fact.chunk_id, []).append((i, fact))
+        self._selections: dict[object, _Rows] = {}
 
     @classmethod
     def from_chunks(
@@ -395,7 +408,7 @@ class Knowledge:
         return self.set.key
 
     def statements(self) -> list[Statement]:
-        return [s for a in self.set.articles.values() for s in a.statements]
+        return list(self._all)
 
     def facts(self, key: str) -> list[ExerciseFact]:
         """Every article's account of one exercise (by its normalised name), fullest first."""
@@ -405,3 +418,110 @@ class Knowledge:
 
     def exercise_facts(self) -> dict[str, list[ExerciseFact]]:
         return {sid: list(a.exercises) for sid, a in self.set.articles.items()}
+
+    def facts_in(self, chunk_ids: Iterable[str]) -> list[tuple[int, ExerciseFact]]:
+        """The exercises named in these chunks, each with its place in the exercises' order."""
+        return [pair for cid in chunk_ids for pair in self.facts_by_chunk.get(cid, [])]
+
+    # --- lookups across the library -------------------------------------------------------------
+    @cached_property
+    def _definition_index(
+        self,
+    ) -> tuple[dict[str, list[int]], dict[str, list[int]], list[set[str]], dict[str, set[str]]]:
+        """Statement numbers by each word of their term, and (not comments) by each word of their
+        section, with each statement's term words and each section's words."""
+        by_term: dict[str, list[int]] = {}
+        by_section: dict[str, list[int]] = {}
+        term_words: list[set[str]] = []
+        section_words: dict[str, set[str]] = {}
+        for i, statement in enumerate(self._all):
+            words = set(terms(statement.term or "")) if statement.term else set()
+            term_words.append(words)
+            for word in words:
+                by_term.setdefault(word, []).append(i)
+            if statement.comment:
+                continue
+            if statement.section not in section_words:
+                section_words[statement.section] = set(terms(statement.section))
+            for word in section_words[statement.section]:
+                by_section.setdefault(word, []).append(i)
+        return by_term, by_section, term_words, section_words
+
+    def defining(self, asked: set[str]) -> list[Statement]:
+        """Statements that say what the `asked` words are: a definition whose term shares a word with
+        them and, with the quote's own words, holds them all; or a statement under a section titled
+        with all of them ("What is X?"). In the articles' order."""
+        if not asked:
+            return []
+        by_term, by_section, term_words, section_words = self._definition_index
+        candidates = {i for word in asked for i in by_term.get(word, [])}
+        sections = [by_section.get(word, []) for word in asked]
+        candidates.update(min(sections, key=len) if all(sections) else [])
+        out = []
+        for i in sorted(candidates):
+            statement, term = self._all[i], term_words[i]
+            if (term & asked and asked <= term | set(statement.words)) or (
+                not statement.comment and asked <= section_words[statement.section]
+            ):
+                out.append(statement)
+        return out
+
+    def ranked(
+        self, select: Callable[[Statement], bool], vector: np.ndarray, *, key: object = None
+    ) -> list[tuple[float, Statement]]:
+        """The embedded statements `select` keeps, closest to `vector` first. The selection and its
+        matrix are built once per `key` (the predicate itself when none is given)."""
+        rows = self._selection(key if key is not None else select, select)
+        if rows.matrix.shape[0] == 0 or rows.matrix.shape[1] != vector.shape[0]:
+            return []
+        scores = rows.matrix @ vector
+        order = np.argsort(-scores, kind="stable")
+        return [(float(scores[i]), rows.statements[i]) for i in order]
+
+    def ranked_exercises(self, vector: np.ndarray) -> list[tuple[float, ExerciseFact]]:
+        """Every exercise fact by how close the statement that names it is to `vector`, closest first
+        (a fact named in several statements comes once per statement)."""
+        rows = self._selection("exercise naming", None)
+        if rows.matrix.shape[0] == 0 or rows.matrix.shape[1] != vector.shape[0]:
+            return []
+        scores = rows.matrix @ vector
+        order = np.argsort(-scores, kind="stable")
+        return [(float(scores[i]), rows.facts[i]) for i in order]
+
+    def _selection(self, key: object, select: Callable[[Statement], bool] | None) -> _Rows:
+        if (rows := self._selections.get(key)) is not None:
+            return rows
+        if len(self._selections) >= 16:  # callers that pass a new predicate each time: stay bounded
+            self._selections.clear()
+        statements: list[Statement] = []
+        facts: list[ExerciseFact] = []
+        arrays: list[np.ndarray] = []
+        if select is None:  # the statements that name each exercise
+            for fact in self._fact_order:
+                for s in self.by_chunk.get(fact.chunk_id, []):
+                    if s.array is not None and fact.quote in s.quote:
+                        facts.append(fact)
+                        statements.append(s)
+                        arrays.append(s.array)
+        else:
+            for s in self._all:
+                if s.array is not None and select(s):
+                    statements.append(s)
+                    arrays.append(s.array)
+        dims = {a.shape for a in arrays}
+        if len(dims) > 1:  # statements embedded by different models: keep the most common shape
+            common = max(dims, key=lambda d: sum(a.shape == d for a in arrays))
+            keep = [i for i, a in enumerate(arrays) if a.shape == common]
+            statements = [statements[i] for i in keep]
+            facts = [facts[i] for i in keep] if facts else []
+            arrays = [arrays[i] for i in keep]
+        matrix = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, 0), dtype=np.float32)
+        rows = self._selections[key] = _Rows(statements, facts, matrix)
+        return rows
+
+
+@dataclass(frozen=True)
+class _Rows:
+    statements: list[Statement]
+    facts: list[ExerciseFact]
+    matrix: np.ndarray

@@ -167,3 +167,36 @@ def test_only_the_changed_article_is_read_again(tmp_path: Path, articles, monkey
     assert read == ["oyf-cure-for-weak-glutes"]
     assert third.articles["glutes-fire-in-running"] == first.articles["glutes-fire-in-running"]
     assert read_statements(tmp_path) == third
+
+
+def test_library_wide_lookups_match_a_scan_of_every_statement(knowledge) -> None:
+    """The indexes an answer looks up through (definitions by word, one kind's embeddings as a matrix)
+    find what reading every statement finds, in the same order."""
+    import numpy as np
+
+    from coach.text import terms
+
+    everything = knowledge.statements()
+    for asked in ({"glute"}, {"hip", "drop"}, {"clam"}, {"pelvi"}, {"nothing", "zzz"}):
+        scanned = [
+            s
+            for s in everything
+            if ((term := set(terms(s.term or ""))) & asked and asked <= term | set(s.words))
+            or (asked <= set(terms(s.section)) and not s.comment)
+        ]
+        assert knowledge.defining(asked) == scanned
+    assert knowledge.defining({"glute"}), "the seed corpus defines the glutes"
+
+    knowledge = Knowledge(knowledge.set.model_copy(deep=True))  # the module's own stays unembedded
+    everything = knowledge.statements()
+    rng = np.random.default_rng(3)
+    for s in everything:  # vectors stand in for embeddings: ranking is by dot product alone
+        v = rng.normal(size=8).astype(np.float32)
+        s._array = v / np.linalg.norm(v)
+    query = rng.normal(size=8).astype(np.float32)
+    ranked = knowledge.ranked(lambda s: "dose" in s.kinds, query, key="dose")
+    doses = [s for s in everything if "dose" in s.kinds]
+    assert doses
+    assert [s for _, s in ranked] == sorted(doses, key=lambda s: -float(s._array @ query))
+    assert knowledge.ranked(lambda s: False, query, key="dose") == ranked  # built once per key
+    assert knowledge.ranked(lambda s: "dose" in s.kinds, np.ones(4, np.float32), key="dose") == []

@@ -30,6 +30,7 @@ from coach.followup import format_history, leans_on_history
 from coach.fragments import quotable_start, resolve
 from coach.grounding import Grounder
 from coach.intent import MIN_EXAMPLE_SIMILARITY, Examples, Reading, read
+from coach.knowledge import Knowledge, read_statements
 from coach.language import foreign_language
 from coach.llm import BackendUnavailable, ChatBackend
 from coach.lookup import gather
@@ -47,7 +48,7 @@ from coach.safety import (
     urgent_message,
 )
 from coach.settings import Settings, load_settings
-from coach.statements import Knowledge, read_statements, statements_key
+from coach.statements import statements_key
 from coach.storage import read_snapshot
 from coach.store import ChunkStore
 from coach.text import collapse, terms

@@ -15,10 +15,11 @@ from functools import partial
 import numpy as np
 
 from coach.intent import Reading
+from coach.knowledge import Knowledge
 from coach.models import Chunk
 from coach.retrieval import Hit, Retrieval
 from coach.routines import ExerciseFact, norm_name
-from coach.statements import Knowledge, Statement
+from coach.statements import Statement
 
 MAX_FACTS = 12
 MIN_PASSAGE_EXERCISES = 3  # fewer named in the passages: look up the exercises closest to the question

@@ -7,23 +7,19 @@ the cause and its effect, the term and its definition), and its exercises with t
 the one before it is quoted with it, or not at all (coach/fragments.py).
 
 `extract_article` is a pure function of (one article's chunks, its text, the domain file), so the
-stored set (statements.json, keyed like the disagreement map: the sources' shas, these rules and the
-domain file) is rebuilt one article at a time: an unchanged article keeps its statements.
+stored set (coach/knowledge.py; keyed like the disagreement map: the sources' shas, these rules and the
+domain file) is rebuilt one article at a time: an unchanged article keeps its statements. This module's
+bytes are part of the rules' identity (`rules_digest`): keep in it only what decides the statements.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
@@ -41,18 +37,10 @@ from coach.routines import (
     rules_digest,
     training,
 )
-from coach.storage import write_atomic
 from coach.text import BULLET, collapse, strip_marker, terms
 from coach.units import units_of
 
-if TYPE_CHECKING:  # the answer path never imports LangChain (a cold `coach ask` stays light)
-    from langchain_core.embeddings import Embeddings
-
-log = logging.getLogger(__name__)
-
 ALGORITHM = "statements-v1"
-STATEMENTS_FILE = "statements.json"
-VECTORS_FILE = "statements.npy"  # the statements' embeddings, float16, one row each
 MIN_WORDS = 4  # shorter pieces (a bare list item, a heading) state nothing on their own
 
 Kind = Literal["advice", "warning", "referral", "cause", "definition", "timeline", "dose", "fact"]
@@ -82,7 +70,7 @@ class Statement(BaseModel):
     vector: list[float] = Field(
         default_factory=list, repr=False
     )  # the quote's embedding, when built in memory
-    row: int = -1  # its row in statements.npy, where the stored set keeps the embeddings (-1: none)
+    row: int = -1  # its row among its article's in statements.npy, where they are stored (-1: none)
     _array: np.ndarray | None = PrivateAttr(default=None)
 
     @cached_property
@@ -117,8 +105,8 @@ class ArticleStatements(BaseModel):
 
 
 class StatementSet(BaseModel):
-    """statements.json: every article's statements, keyed like the map; `rules`, `domain` and `model`
-    let an unchanged article keep its entry when only another article changed."""
+    """Every article's statements, keyed like the map (stored as statements.jsonl, below); `rules`,
+    `domain` and `model` let an unchanged article keep its entry when only another article changed."""
 
     key: str
     rules: str = ""
@@ -252,276 +240,3 @@ def _statement(
         definition=definition,
         action=action,
     )
-
-
-# --- the stored set ------------------------------------------------------------------------------
-def statements_path(data_dir: Path) -> Path:
-    return data_dir / STATEMENTS_FILE
-
-
-def vectors_path(data_dir: Path) -> Path:
-    return data_dir / VECTORS_FILE
-
-
-def read_statements(data_dir: Path) -> StatementSet | None:
-    """The stored set, its embeddings memory-mapped from statements.npy (a large library's would be
-    hundreds of MB as JSON numbers, parsed at every start); None when missing or unreadable."""
-    try:
-        result = StatementSet.model_validate_json(statements_path(data_dir).read_text(encoding="utf-8"))
-        rows = [st for a in result.articles.values() for st in a.statements if st.row >= 0]
-        if rows:
-            matrix = np.load(vectors_path(data_dir), mmap_mode="r")
-            if matrix.ndim != 2 or len(matrix) != len(rows):
-                return None
-            for st in rows:
-                st._array = matrix[st.row]
-    except (OSError, ValueError, IndexError):
-        return None
-    return result
-
-
-def write_statements(data_dir: Path, result: StatementSet) -> None:
-    """statements.json without the embeddings, and the embeddings as one float16 matrix (row order
-    recorded in each statement); the matrix first, so a crash between leaves a set that fails to read
-    (rebuilt by the next ingest), never one that reads wrong rows."""
-    arrays: list[np.ndarray] = []
-    for article in result.articles.values():
-        for st in article.statements:
-            vector = st.array
-            st.row = len(arrays) if vector is not None else -1
-            if vector is not None:
-                arrays.append(np.asarray(vector, dtype=np.float16))
-            st.vector = []
-    matrix = np.stack(arrays) if arrays else np.zeros((0, 1), dtype=np.float16)
-    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".statements-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, matrix)
-        Path(tmp).replace(vectors_path(data_dir))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    write_atomic(statements_path(data_dir), result.model_dump_json())
-
-
-def ensure_statements(
-    data_dir: Path,
-    chunks_of: Callable[[str], Sequence[Chunk]],
-    source_texts: dict[str, str],
-    source_shas: dict[str, str],
-    domain: Domain | None = None,
-    embeddings: Embeddings | None = None,
-    model_name: str = "",
-) -> tuple[bool, StatementSet]:
-    """The stored statements, brought in line with the sources: an article whose sha, the rules, the
-    domain file and the model are unchanged keeps its entry; only the others are read again (and their
-    quotes embedded, when `embeddings` is given); `chunks_of` gives one article's chunks. (rebuilt, set)."""
-    domain = domain or Domain()
-    key = statements_key(source_shas, domain, model_name)
-    current = read_statements(data_dir)
-    if current is not None and current.key == key:
-        return False, current
-    rules = rules_digest()
-    same = current is not None and (current.rules, current.domain, current.model) == (
-        rules,
-        domain.digest,
-        model_name,
-    )
-    reusable = current.articles if current is not None and same else {}
-    articles: dict[str, ArticleStatements] = {}
-    stale = [sid for sid, sha in source_shas.items() if reusable.get(sid) is None or reusable[sid].sha != sha]
-    by_source = {sid: list(chunks_of(sid)) for sid in stale}  # only the articles read again
-    cues = load_cues()
-    for sid, sha in sorted(source_shas.items()):
-        if sid in stale:
-            statements, exercises = extract_article(
-                by_source.get(sid, []), source_texts.get(sid, ""), domain, cues
-            )
-            if embeddings is not None and statements:
-                statements = _embedded(statements, embeddings)
-            articles[sid] = ArticleStatements(sha=sha, statements=statements, exercises=exercises)
-        else:
-            articles[sid] = reusable[sid]
-    result = StatementSet(key=key, rules=rules, domain=domain.digest, model=model_name, articles=articles)
-    try:
-        write_statements(data_dir, result)
-    except OSError as exc:  # a read-only data directory: the set still serves this process
-        log.warning("could not store the typed statements in %s (%s)", data_dir, exc.strerror)
-    log.info("typed statements: %d articles read again, %d kept", len(stale), len(source_shas) - len(stale))
-    return True, result
-
-
-def _embedded(statements: list[Statement], embeddings: Embeddings) -> list[Statement]:
-    """The statements with their quotes' embeddings (unit length)."""
-    matrix = np.asarray(embeddings.embed_documents([s.quote for s in statements]), dtype=np.float32)
-    matrix /= np.where((norms := np.linalg.norm(matrix, axis=1, keepdims=True)) == 0, 1.0, norms)
-    out = []
-    for s, row in zip(statements, matrix, strict=True):
-        copy = s.model_copy()
-        copy._array = row
-        out.append(copy)
-    return out
-
-
-class Knowledge:
-    """The typed statements, indexed for answering: by chunk, the exercises by name and by chunk, and
-    (built on first use, kept for the service's life) the statements an answer looks up across the whole
-    library: definitions by the words of their term and section, and the embeddings of one kind (doses,
-    time frames, cautions) as one matrix. An answer's cost then grows with what it reads, not with the
-    library (a linear scan of 100,000 statements per question was most of an answer at 1,000 articles)."""
-
-    def __init__(self, statements: StatementSet | None = None) -> None:
-        self.set = statements or StatementSet(key="")
-        self.by_chunk: dict[str, list[Statement]] = {}
-        self.exercises: dict[str, list[ExerciseFact]] = {}
-        self._all: list[Statement] = []
-        for sid in sorted(self.set.articles):
-            article = self.set.articles[sid]
-            for statement in article.statements:
-                self.by_chunk.setdefault(statement.chunk_id, []).append(statement)
-                self._all.append(statement)
-            for fact in article.exercises:
-                self.exercises.setdefault(fact.key, []).append(fact)
-        # Every fact once, in the order the exercises were listed (ties in a passage keep that order).
-        self._fact_order: list[ExerciseFact] = [f for facts in self.exercises.values() for f in facts]
-        self.facts_by_chunk: dict[str, list[tuple[int, ExerciseFact]]] = {}
-        for i, fact in enumerate(self._fact_order):
-            self.facts_by_chunk.setdefault(fact.chunk_id, []).append((i, fact))
-        self._selections: dict[object, _Rows] = {}
-
-    @classmethod
-    def from_chunks(
-        cls, chunks: Sequence[Chunk], source_texts: dict[str, str], domain: Domain | None = None
-    ) -> Knowledge:
-        """The statements read off chunks in memory (no embeddings, nothing stored)."""
-        by_source: dict[str, list[Chunk]] = {}
-        for chunk in chunks:
-            by_source.setdefault(chunk.source_id, []).append(chunk)
-        articles = {}
-        for sid, group in sorted(by_source.items()):
-            statements, exercises = extract_article(group, source_texts.get(sid, ""), domain)
-            articles[sid] = ArticleStatements(sha="", statements=statements, exercises=exercises)
-        return cls(StatementSet(key="", articles=articles))
-
-    @property
-    def key(self) -> str:
-        return self.set.key
-
-    def statements(self) -> list[Statement]:
-        return list(self._all)
-
-    def facts(self, key: str) -> list[ExerciseFact]:
-        """Every article's account of one exercise (by its normalised name), fullest first."""
-        return sorted(
-            self.exercises.get(key, []), key=lambda f: (f.steps is None, f.dose is None, f.source_id)
-        )
-
-    def exercise_facts(self) -> dict[str, list[ExerciseFact]]:
-        return {sid: list(a.exercises) for sid, a in self.set.articles.items()}
-
-    def facts_in(self, chunk_ids: Iterable[str]) -> list[tuple[int, ExerciseFact]]:
-        """The exercises named in these chunks, each with its place in the exercises' order."""
-        return [pair for cid in chunk_ids for pair in self.facts_by_chunk.get(cid, [])]
-
-    # --- lookups across the library -------------------------------------------------------------
-    @cached_property
-    def _definition_index(
-        self,
-    ) -> tuple[dict[str, list[int]], dict[str, list[int]], list[set[str]], dict[str, set[str]]]:
-        """Statement numbers by each word of their term, and (not comments) by each word of their
-        section, with each statement's term words and each section's words."""
-        by_term: dict[str, list[int]] = {}
-        by_section: dict[str, list[int]] = {}
-        term_words: list[set[str]] = []
-        section_words: dict[str, set[str]] = {}
-        for i, statement in enumerate(self._all):
-            words = set(terms(statement.term or "")) if statement.term else set()
-            term_words.append(words)
-            for word in words:
-                by_term.setdefault(word, []).append(i)
-            if statement.comment:
-                continue
-            if statement.section not in section_words:
-                section_words[statement.section] = set(terms(statement.section))
-            for word in section_words[statement.section]:
-                by_section.setdefault(word, []).append(i)
-        return by_term, by_section, term_words, section_words
-
-    def defining(self, asked: set[str]) -> list[Statement]:
-        """Statements that say what the `asked` words are: a definition whose term shares a word with
-        them and, with the quote's own words, holds them all; or a statement under a section titled
-        with all of them ("What is X?"). In the articles' order."""
-        if not asked:
-            return []
-        by_term, by_section, term_words, section_words = self._definition_index
-        candidates = {i for word in asked for i in by_term.get(word, [])}
-        sections = [by_section.get(word, []) for word in asked]
-        candidates.update(min(sections, key=len) if all(sections) else [])
-        out = []
-        for i in sorted(candidates):
-            statement, term = self._all[i], term_words[i]
-            if (term & asked and asked <= term | set(statement.words)) or (
-                not statement.comment and asked <= section_words[statement.section]
-            ):
-                out.append(statement)
-        return out
-
-    def ranked(
-        self, select: Callable[[Statement], bool], vector: np.ndarray, *, key: object = None
-    ) -> list[tuple[float, Statement]]:
-        """The embedded statements `select` keeps, closest to `vector` first. The selection and its
-        matrix are built once per `key` (the predicate itself when none is given)."""
-        rows = self._selection(key if key is not None else select, select)
-        if rows.matrix.shape[0] == 0 or rows.matrix.shape[1] != vector.shape[0]:
-            return []
-        scores = rows.matrix @ vector
-        order = np.argsort(-scores, kind="stable")
-        return [(float(scores[i]), rows.statements[i]) for i in order]
-
-    def ranked_exercises(self, vector: np.ndarray) -> list[tuple[float, ExerciseFact]]:
-        """Every exercise fact by how close the statement that names it is to `vector`, closest first
-        (a fact named in several statements comes once per statement)."""
-        rows = self._selection("exercise naming", None)
-        if rows.matrix.shape[0] == 0 or rows.matrix.shape[1] != vector.shape[0]:
-            return []
-        scores = rows.matrix @ vector
-        order = np.argsort(-scores, kind="stable")
-        return [(float(scores[i]), rows.facts[i]) for i in order]
-
-    def _selection(self, key: object, select: Callable[[Statement], bool] | None) -> _Rows:
-        if (rows := self._selections.get(key)) is not None:
-            return rows
-        if len(self._selections) >= 16:  # callers that pass a new predicate each time: stay bounded
-            self._selections.clear()
-        statements: list[Statement] = []
-        facts: list[ExerciseFact] = []
-        arrays: list[np.ndarray] = []
-        if select is None:  # the statements that name each exercise
-            for fact in self._fact_order:
-                for s in self.by_chunk.get(fact.chunk_id, []):
-                    if s.array is not None and fact.quote in s.quote:
-                        facts.append(fact)
-                        statements.append(s)
-                        arrays.append(s.array)
-        else:
-            for s in self._all:
-                if s.array is not None and select(s):
-                    statements.append(s)
-                    arrays.append(s.array)
-        dims = {a.shape for a in arrays}
-        if len(dims) > 1:  # statements embedded by different models: keep the most common shape
-            common = max(dims, key=lambda d: sum(a.shape == d for a in arrays))
-            keep = [i for i, a in enumerate(arrays) if a.shape == common]
-            statements = [statements[i] for i in keep]
-            facts = [facts[i] for i in keep] if facts else []
-            arrays = [arrays[i] for i in keep]
-        matrix = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, 0), dtype=np.float32)
-        rows = self._selections[key] = _Rows(statements, facts, matrix)
-        return rows
-
-
-@dataclass(frozen=True)
-class _Rows:
-    statements: list[Statement]
-    facts: list[ExerciseFact]
-    matrix: np.ndarray

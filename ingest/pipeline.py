@@ -20,12 +20,12 @@ from coach.debates import DebateMap, article_key, ensure_map, source_dates
 from coach.domain import Domain, load_domain, write_domain
 from coach.embeddings import MODEL_NAME, CountingEmbeddings, NamedEmbeddings
 from coach.errors import CoachError, CorpusError, StoreError
+from coach.knowledge import ensure_statements
 from coach.models import Chunk
 from coach.retrieval import LexicalIndex, chunk_terms, lexical_key, stored_key, stored_terms
 from coach.routines import Library, ensure_library
 from coach.safety import ensure_anchors
 from coach.settings import Settings
-from coach.statements import Knowledge, ensure_statements
 from coach.storage import read_snapshot, write_atomic
 from coach.store import ChunkStore, chunk_from, move_aside, server_down
 from coach.text import collapse
@@ -385,10 +385,10 @@ def update_maps(
         domain,
         source_dates(snapshot),
     )
-    _, statements = ensure_statements(
+    _, exercises = ensure_statements(
         settings.data_dir, chunks_of, texts, shas, domain, embeddings, embeddings.name
     )
-    library = ensure_library(settings.data_dir, Knowledge(statements).exercise_facts, shas, domain)
+    library = ensure_library(settings.data_dir, lambda: exercises, shas, domain)
     ensure_anchors(settings.data_dir, embeddings, embeddings.name)  # the red-flag triage's descriptions
     return debates, library
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import coach.statements as statements_module
+import coach.knowledge as knowledge_module
 from coach.domain import load_domain
 from coach.fragments import leans_back, points_forward, quotable_start, resolve
+from coach.knowledge import Knowledge, ensure_statements, read_statements
 from coach.models import Chunk
-from coach.statements import Knowledge, ensure_statements, extract_article, read_statements
+from coach.statements import extract_article
 from coach.text import collapse
 from evals.coaching import dangling_quotes
 from ingest.loader import corpus_chunks
@@ -140,33 +141,40 @@ def test_only_the_changed_article_is_read_again(tmp_path: Path, articles, monkey
     texts = {sid: text for sid, (_, text) in articles.items()}
     shas = {sid: "a" for sid in texts}
     read: list[str] = []
-    original = statements_module.extract_article
+    original = knowledge_module.extract_article
 
     def spy(group, text, *args, **kwargs):  # noqa: ANN001, ANN202
         read.append(group[0].source_id if group else "")
         return original(group, text, *args, **kwargs)
 
-    monkeypatch.setattr(statements_module, "extract_article", spy)
-    rebuilt, first = ensure_statements(
+    monkeypatch.setattr(knowledge_module, "extract_article", spy)
+    rebuilt, exercises = ensure_statements(
         tmp_path, lambda sid: [c for c in chunks if c.source_id == sid], texts, shas, domain
     )
     assert rebuilt
     assert sorted(read) == sorted(texts)
+    first = read_statements(tmp_path)
+    assert first is not None
+    assert sorted(first.articles) == sorted(texts)
+    assert exercises == {sid: a.exercises for sid, a in first.articles.items()}
     read.clear()
     rebuilt, again = ensure_statements(
         tmp_path, lambda sid: [c for c in chunks if c.source_id == sid], texts, shas, domain
     )
     assert not rebuilt
     assert read == []
-    assert again == first
+    assert again == exercises
+    assert read_statements(tmp_path) == first
     changed = {**shas, "oyf-cure-for-weak-glutes": "b"}
-    rebuilt, third = ensure_statements(
+    rebuilt, _ = ensure_statements(
         tmp_path, lambda sid: [c for c in chunks if c.source_id == sid], texts, changed, domain
     )
     assert rebuilt
     assert read == ["oyf-cure-for-weak-glutes"]
+    third = read_statements(tmp_path)
+    assert third is not None
     assert third.articles["glutes-fire-in-running"] == first.articles["glutes-fire-in-running"]
-    assert read_statements(tmp_path) == third
+    assert third.articles["oyf-cure-for-weak-glutes"].sha == "b"
 
 
 def test_library_wide_lookups_match_a_scan_of_every_statement(knowledge) -> None:
@@ -200,3 +208,93 @@ def test_library_wide_lookups_match_a_scan_of_every_statement(knowledge) -> None
     assert [s for _, s in ranked] == sorted(doses, key=lambda s: -float(s._array @ query))
     assert knowledge.ranked(lambda s: False, query, key="dose") == ranked  # built once per key
     assert knowledge.ranked(lambda s: "dose" in s.kinds, np.ones(4, np.float32), key="dose") == []
+
+
+class _HashEmbeddings:
+    """A stand-in model for the storage tests: each text's vector is fixed by its words' hashes."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        import hashlib
+
+        import numpy as np
+
+        out = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            out.append(np.random.default_rng(seed).normal(size=16).tolist())
+        return out
+
+
+def _vectors_match_quotes(stored) -> int:  # noqa: ANN001
+    import numpy as np
+
+    model, checked = _HashEmbeddings(), 0
+    for article in stored.articles.values():
+        for st in article.statements:
+            expected = np.asarray(model.embed_documents([st.quote])[0])
+            expected /= np.linalg.norm(expected)
+            assert st.array is not None
+            assert np.allclose(st.array, expected, atol=2e-3), st.quote
+            checked += 1
+    return checked
+
+
+def test_stored_embeddings_stay_with_their_statements_when_another_article_changes(
+    tmp_path: Path, articles
+) -> None:
+    """statements.npy holds the articles' rows one after another: an article that now has fewer
+    statements shifts every later article's rows, whose lines are kept as stored."""
+    domain = load_domain(CORPUS)
+    texts = {sid: text for sid, (_, text) in articles.items()}
+    shas = {sid: "a" for sid in texts}
+    first_sid = sorted(texts)[0]
+    full = {sid: group for sid, (group, _) in articles.items()}
+    ensure_statements(tmp_path, full.__getitem__, texts, shas, domain, _HashEmbeddings(), "hash")
+    before = read_statements(tmp_path)
+    assert before is not None
+    assert _vectors_match_quotes(before) > 50
+    fewer = {**full, first_sid: full[first_sid][: len(full[first_sid]) // 2]}
+    rebuilt, _ = ensure_statements(
+        tmp_path, fewer.__getitem__, texts, {**shas, first_sid: "b"}, domain, _HashEmbeddings(), "hash"
+    )
+    after = read_statements(tmp_path)
+    assert rebuilt
+    assert after is not None
+    assert len(after.articles[first_sid].statements) < len(before.articles[first_sid].statements)
+    _vectors_match_quotes(after)
+    for sid in sorted(texts)[1:]:
+        assert after.articles[sid] == before.articles[sid]
+
+
+def test_a_set_in_the_first_format_is_carried_over_without_reading_articles_again(
+    tmp_path: Path, articles, monkeypatch
+) -> None:
+    """An upgrade keeps the stored statements and their embeddings (the whole set as one JSON object,
+    rows counted across the library) instead of embedding every article's quotes again."""
+    import numpy as np
+
+    domain = load_domain(CORPUS)
+    texts = {sid: text for sid, (_, text) in articles.items()}
+    shas = {sid: "a" for sid in texts}
+    full = {sid: group for sid, (group, _) in articles.items()}
+    ensure_statements(tmp_path, full.__getitem__, texts, shas, domain, _HashEmbeddings(), "hash")
+    current = read_statements(tmp_path)
+    assert current is not None
+    rows = []
+    for article in current.articles.values():  # the first format, written as its writer did
+        for st in article.statements:
+            st.row = len(rows)
+            rows.append(np.asarray(st.array, dtype=np.float16))
+    np.save(knowledge_module.vectors_path(tmp_path), np.stack(rows))
+    (tmp_path / "statements.json").write_text(current.model_copy(update={"key": "old"}).model_dump_json())
+    knowledge_module.statements_path(tmp_path).unlink()
+    read: list[str] = []
+    monkeypatch.setattr(knowledge_module, "extract_article", lambda *a, **k: read.append("x") or ([], []))
+    rebuilt, _ = ensure_statements(tmp_path, full.__getitem__, texts, shas, domain, _HashEmbeddings(), "hash")
+    assert rebuilt
+    assert read == []
+    assert not (tmp_path / "statements.json").exists()
+    carried = read_statements(tmp_path)
+    assert carried is not None
+    assert carried.articles == current.articles
+    _vectors_match_quotes(carried)

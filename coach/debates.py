@@ -409,9 +409,21 @@ def article_key(source_id: str, chunk_ids: Sequence[str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+# What one article's analysis is: this file up to the section that works across articles. Stored claims
+# are keyed by it alone, so a change to how the map is merged does not make an ingest analyse and embed
+# every article again; the negation pairs, found across articles, are keyed by the whole file.
+_ACROSS_ARTICLES = b"# --- the map over all " + b"articles"  # split: only the section line itself matches
+
+
+def _digest(*, per_article: bool) -> str:
+    text = Path(__file__).read_bytes()
+    return hashlib.sha256(text[: text.index(_ACROSS_ARTICLES)] if per_article else text).hexdigest()
+
+
 def claims_key(model_name: str, domain: Domain | None = None) -> str:
-    """What stored claims depend on besides the article: the model, these rules, the domain's stopwords."""
-    rules = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    """What stored claims depend on besides the article: the model, the per-article rules, the domain's
+    stopwords."""
+    rules = _digest(per_article=True)
     payload = json.dumps([model_name, ALGORITHM, rules, (domain or Domain()).digest])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -524,6 +536,14 @@ def load_article_claims(directory: Path, key: str) -> ArticleClaims | None:
         fix=fix,
         embedded=embedded.copy(),
     )
+
+
+def _embed(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, 1), dtype=np.float32)
+    matrix = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1, norms)
 
 
 # --- the map over all articles ----------------------------------------------------------------------
@@ -713,7 +733,7 @@ def build_map(
 
 def map_from(
     corpus: _Corpus,
-    pairs: set[tuple[int, int, int]],
+    pairs: Pairs,
     embeddings: Embeddings,
     key: str,
     domain: Domain,
@@ -748,15 +768,9 @@ def _weight(d: MapDisagreement | None) -> int:
     return sum(len(p.evidence) for p in d.positions) if d else 0
 
 
-def _embed(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
-    if not texts:
-        return np.zeros((0, 1), dtype=np.float32)
-    matrix = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1, norms)
-
-
-# A side: (label, claims). A found disagreement: (sides, rule, generated topic).
+# A side: (label, claims). A found disagreement: (sides, rule, generated topic). Negation pairs: a set of
+# (denying article, denial number, holding claim), or the same as rows of an array.
+Pairs = set[tuple[int, int, int]] | np.ndarray
 Side = tuple[str, list[Claim]]
 Found = tuple[list[Side], str, str]
 
@@ -779,20 +793,31 @@ def _elaborate(
     return out
 
 
-def _negations(corpus: _Corpus, pairs: set[tuple[int, int, int]], stopwords: frozenset[str]) -> list[Found]:
-    holders: dict[tuple[int, int], list[int]] = {}
-    for a, n, j in pairs:
-        holders.setdefault((a, n), []).append(j)
+def _negations(corpus: _Corpus, pairs: Pairs, stopwords: frozenset[str]) -> list[Found]:
+    table = _pair_table(pairs)
+    if not len(table):
+        return []
+    # Rows sorted by (denying article, denial, holder): each denial's holders are one run of rows.
+    starts = np.flatnonzero(np.r_[True, (np.diff(table[:, 0]) != 0) | (np.diff(table[:, 1]) != 0)])
+    ends = np.r_[starts[1:], len(table)]
+    runs = [(int(table[i, 0]), int(table[i, 1]), i, e) for i, e in zip(starts, ends, strict=True)]
     by_pos = {(c.source_id, c.index): c for c in corpus.claims}
     found: list[Found] = []
     # In the order of the claims, as the rule has always listed them.
-    for a, n in sorted(holders, key=lambda p: (p[0], corpus.articles[p[0]].denied[p[1]])):
+    for a, n, i, e in sorted(runs, key=lambda r: (r[0], corpus.articles[r[0]].denied[r[1]])):
         article = corpus.articles[a]
         claim = article.claims[article.denied[n]]
-        held = [corpus.claims[j] for j in sorted(holders[(a, n)])]
+        held = [corpus.claims[j] for j in table[i:e, 2].tolist()]
         topic = f"Is it true that {_lower_first(article.affirmed[n].rstrip('.!'))}?"
         found.append(([("Yes", held), ("No", _elaborate(by_pos, [claim], stopwords))], "negation", topic))
     return found
+
+
+def _pair_table(pairs: Pairs) -> np.ndarray:
+    """Negation pairs as rows (denying article, denial number, holding claim), sorted."""
+    table = pairs if isinstance(pairs, np.ndarray) else np.array(list(pairs), dtype=np.int64)
+    table = table.reshape(-1, 3)
+    return table[np.lexsort((table[:, 2], table[:, 1], table[:, 0]))]
 
 
 def _frequencies(corpus: _Corpus) -> list[Found]:
@@ -927,25 +952,37 @@ def _sessions(claim: Claim) -> float:
 def _merge(found: list[Found]) -> list[Found]:
     """One entry per question: a found disagreement joins the first earlier one of its rule that shares
     a claim with it, or whose claims are on average this close (MERGE). Each group keeps its quotes in a
-    set and its vectors as a sum, so this is linear in what is found (it compared every pair's claims)."""
+    set and its vectors as a sum (a row of one matrix, compared with the new one in one product), so
+    this is linear in what is found (it compared every pair's claims)."""
     groups: list[_Group] = []
     by_quote: dict[tuple[str, str], list[int]] = {}
+    totals: np.ndarray | None = None  # each group's vector sum, a row per group
+    counts = np.zeros(len(found), dtype=np.float64)
+    rules = np.empty(len(found), dtype=object)
     for sides, rule, topic in found:
         quotes = {c.quote for _, claims in sides for c in claims}
         sharing = sorted({g for q in quotes for g in by_quote.get((rule, q), ())})
         target = sharing[0] if sharing else None
-        vectors = [c.vector for _, claims in sides for c in claims]
-        centre = np.mean(vectors, axis=0)
+        centre = np.mean([c.vector for _, claims in sides for c in claims], axis=0)
         centre = centre / (np.linalg.norm(centre) or 1)
-        for g in range(len(groups) if target is None else target):
-            if groups[g].rule == rule and float(groups[g].centre() @ centre) >= MERGE:
-                target = g
-                break
+        limit = len(groups) if target is None else target
+        if limit and totals is not None:
+            means = totals[:limit] / np.maximum(counts[:limit], 1)[:, None]
+            norms = np.linalg.norm(means, axis=1)
+            close = (means @ centre) / np.where(norms == 0, 1, norms) >= MERGE
+            first = np.flatnonzero(close & (rules[:limit] == rule))
+            if len(first):
+                target = int(first[0])
         if target is None:
             groups.append(_Group(sides, rule, topic))
             target = len(groups) - 1
+            if totals is None:
+                totals = np.zeros((len(found), len(centre)), dtype=np.float64)
+            rules[target] = rule
         else:
             groups[target].add(sides)
+        totals[target] = groups[target].total  # type: ignore[index]
+        counts[target] = groups[target].count
         for q in quotes:
             by_quote.setdefault((rule, q), [])
             if target not in by_quote[(rule, q)]:
@@ -1107,7 +1144,7 @@ def write_map(data_dir: Path, debate_map: DebateMap) -> None:
     write_atomic(map_path(data_dir), debate_map.model_dump_json())
 
 
-PAIRS_FILE = "negation-pairs.json"
+PAIRS_FILE = "negation-pairs.npz"  # not an article's claims: `_forget` keeps it
 
 
 def ensure_map(
@@ -1163,40 +1200,57 @@ def ensure_map(
     return True, debate_map
 
 
-def _update_pairs(directory: Path, corpus: _Corpus, embeddings: Embeddings) -> set[tuple[int, int, int]]:
+def _update_pairs(directory: Path, corpus: _Corpus, embeddings: Embeddings) -> np.ndarray:
     """Negation pairs of the whole corpus: those between unchanged articles from the last build, the
-    rest compared now; stored for the next build."""
+    rest compared now; stored for the next build.
+
+    Stored as integer arrays (a generated 1,000-article library has some 700,000 pairs: as JSON with
+    article keys they were 56 MB, parsed and written again at every edit): the articles' keys, and per
+    pair (denying article, denial number, holding article, claim number in it)."""
     index = {a.key: i for i, a in enumerate(corpus.articles)}
+    starts = np.asarray(corpus.starts, dtype=np.int64)
+    kept = np.zeros((0, 3), dtype=np.int64)
+    before: set[str] = set()
     try:
-        stored = json.loads((directory / PAIRS_FILE).read_text(encoding="utf-8"))
-        before = set(stored["articles"]) & set(index)
-        old_pairs = stored["pairs"]
-    except (OSError, ValueError, KeyError):
-        before, old_pairs = set(), []
-    pairs = {
-        (index[a], n, corpus.starts[index[b]] + j) for a, n, b, j in old_pairs if a in before and b in before
-    }
+        with np.load(directory / PAIRS_FILE, allow_pickle=False) as data:
+            if str(data["rules"]) != _digest(per_article=False):
+                raise KeyError("rules")  # found by other rules: every pair is compared again
+            keys, old = data["articles"].tolist(), data["pairs"]
+        remap = np.array([index.get(k, -1) for k in keys] or [-1], dtype=np.int64)
+        before = {k for k in keys if k in index}
+        if old.ndim == 2 and len(old):
+            a, b = remap[old[:, 0]], remap[old[:, 2]]
+            both = (a >= 0) & (b >= 0)
+            kept = np.stack([a[both], old[both, 1], starts[b[both]] + old[both, 3]], axis=1)
+    except (OSError, ValueError, KeyError, IndexError):
+        kept, before = np.zeros((0, 3), dtype=np.int64), set()
     unchanged = {index[k] for k in before}
     changed = set(range(len(corpus.articles))) - unchanged
-    if changed:
-        pairs |= negation_pairs(corpus, changed, None, embeddings)
-        pairs |= negation_pairs(corpus, unchanged, changed, embeddings)
-    owner = corpus.owner
-    payload = {
-        "articles": [a.key for a in corpus.articles],
-        "pairs": [
-            [corpus.articles[a].key, n, corpus.articles[int(owner[j])].key, j - corpus.starts[int(owner[j])]]
-            for a, n, j in sorted(pairs)
-        ],
-    }
-    write_atomic(directory / PAIRS_FILE, json.dumps(payload))
-    return pairs
+    new: set[tuple[int, int, int]] = set()
+    if changed:  # pairs that involve a changed article: never among those kept
+        new |= negation_pairs(corpus, changed, None, embeddings)
+        new |= negation_pairs(corpus, unchanged, changed, embeddings)
+    found = _pair_table(np.concatenate([kept.astype(np.int64), _pair_table(new)]))
+    holder = corpus.owner[found[:, 2]].astype(np.int64)
+    table = np.stack([found[:, 0], found[:, 1], holder, found[:, 2] - starts[holder]], axis=1)
+    path = directory / PAIRS_FILE
+    tmp = directory / f".{PAIRS_FILE}.tmp"
+    with tmp.open("wb") as fh:  # a file object: numpy adds no suffix
+        np.savez(
+            fh,
+            rules=np.array(_digest(per_article=False)),
+            articles=np.array([a.key for a in corpus.articles], dtype=str),
+            pairs=table.astype(np.int32),
+        )
+    tmp.replace(path)
+    (directory / "negation-pairs.json").unlink(missing_ok=True)  # the first format's, if any
+    return found
 
 
 def _forget(cache_dir: Path, directory: Path, keep: set[str]) -> None:
     """Drop stored claims of articles no longer in the corpus, and of other models, rules or domains."""
     for path in directory.glob("*.npz"):
-        if path.stem not in keep:
+        if path.stem not in keep and path.name != PAIRS_FILE:
             path.unlink(missing_ok=True)
     for other in cache_dir.glob("claims-*"):
         if other != directory and other.is_dir():

@@ -15,7 +15,7 @@ import pytest
 from langchain_core.embeddings import Embeddings
 
 from coach.answer import CoachService
-from coach.debates import build_map, read_map, source_dates
+from coach.debates import PAIRS_FILE, build_map, read_map, source_dates
 from coach.domain import load_domain
 from coach.embeddings import NamedEmbeddings
 from coach.retrieval import LexicalIndex
@@ -62,7 +62,8 @@ def library(tmp_path):
 
 
 def claim_files(settings) -> dict:
-    return {p.name: p.stat().st_mtime_ns for p in settings.cache_dir.rglob("*.npz")}
+    """Each article's stored claims (not the negation pairs kept beside them, rewritten at every build)."""
+    return {p.name: p.stat().st_mtime_ns for p in settings.cache_dir.rglob("*.npz") if p.name != PAIRS_FILE}
 
 
 def fresh_map(settings):  # noqa: ANN001, ANN201

@@ -103,13 +103,17 @@ def gather(
         for _, fact in sorted(
             knowledge.facts_in(rank), key=lambda p: (rank[p[1].chunk_id], p[1].position, p[0])
         )
-        if fact not in looked_up
     ]
+    # The first MAX_FACTS distinct facts: compared by their fields in a set (an exercise that hundreds of
+    # articles name made `fact not in facts` a quadratic loop of model comparisons).
     facts: list[ExerciseFact] = []
+    seen: set[tuple] = set()
     for fact in [*looked_up, *in_passages]:
-        if fact not in facts:
+        if len(facts) >= MAX_FACTS:
+            break
+        if (same := _fields(fact)) not in seen:
+            seen.add(same)
             facts.append(fact)
-    facts = facts[:MAX_FACTS]
     # Where the exercises' steps and doses are written is looked up too: an answer may quote them.
     hits = list(retrieval.hits)
     wanted = [cid for f in facts for cid in (f.chunk_id, f.steps_chunk, f.dose_chunk)]
@@ -127,6 +131,10 @@ def gather(
         conversation=tuple(reading.context.exercises),
         defined=defined,
     )
+
+
+def _fields(fact: ExerciseFact) -> tuple:
+    return tuple(fact.__dict__.values())
 
 
 def _typed(kind: str, statement: Statement) -> bool:

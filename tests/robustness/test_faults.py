@@ -23,7 +23,7 @@ from coach.answer import EXTRACTIVE, NOTE_UNAVAILABLE, CoachService
 from coach.embeddings import fake_embeddings, load_minilm
 from coach.errors import CoachError, IndexMismatchError, StoreError
 from coach.settings import Settings
-from ingest.pipeline import run_ingest
+from ingest.pipeline import INDEX_BATCH, run_ingest
 from tests.botapi import BotApiStandIn, message, parse_html
 from tests.conftest import make_settings
 from tests.integration.test_bot import TOKEN, RunningBot, bot_settings
@@ -365,7 +365,8 @@ def chunk_rows(settings: Settings) -> tuple[int, int, int]:
 def test_killed_during_ingest_the_next_run_recovers(tmp_path: Path, record) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(make_settings(tmp_path).corpus_dir, corpus)
-    for number in range(6):
+    # More chunks than one index batch (about 60 per thread), so that the kill falls between batches.
+    for number in range(INDEX_BATCH // 60 + 4):
         (corpus / f"reader-thread-{number}.txt").write_text(reader_thread(number, 60), encoding="utf-8")
     settings = make_settings(tmp_path / "data", corpus_dir=corpus)
     env = {
@@ -383,7 +384,7 @@ def test_killed_during_ingest_the_next_run_recovers(tmp_path: Path, record) -> N
     try:
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:
-            # the record manager commits after each batch of 64 chunks is in the index
+            # the record manager commits after each batch of INDEX_BATCH chunks is in the index
             with contextlib.suppress(sqlite3.Error):
                 db = sqlite3.connect(f"file:{settings.record_db}?mode=ro", uri=True, timeout=0.1)
                 try:

@@ -93,16 +93,6 @@ def _read_lines(data_dir: Path) -> tuple[dict, list[_Line], np.ndarray] | None:
     return header, lines, matrix
 
 
-def read_header(data_dir: Path) -> dict | None:
-    """The stored set's header line alone (its key): what an unchanged ingest checks."""
-    try:
-        with statements_path(data_dir).open(encoding="utf-8") as fh:
-            header = json.loads(fh.readline())
-    except (OSError, ValueError):
-        return None
-    return header if isinstance(header, dict) and header.get("format") == FORMAT else None
-
-
 _STATEMENT_LIST = TypeAdapter(list[Statement])
 
 
@@ -137,8 +127,8 @@ def read_statements(data_dir: Path) -> StatementSet | None:
     )
 
 
-def _line_of(source_id: str, article: ArticleStatements) -> tuple[str, list[np.ndarray]]:
-    """One article's stored line and its embeddings' rows."""
+def _line_of(source_id: str, article: ArticleStatements) -> tuple[str, np.ndarray]:
+    """One article's stored line and its embeddings' rows (float16, none when nothing was embedded)."""
     arrays: list[np.ndarray] = []
     statements = []
     for st in article.statements:
@@ -154,7 +144,8 @@ def _line_of(source_id: str, article: ArticleStatements) -> tuple[str, list[np.n
         "exercises": [f.model_dump(mode="json") for f in article.exercises],
     }
     body = _STATEMENT_LIST.dump_json(statements).decode()
-    return json.dumps(head, ensure_ascii=False) + "\t" + body, arrays
+    block = np.stack(arrays) if arrays else np.zeros((0, 1), dtype=np.float16)
+    return json.dumps(head, ensure_ascii=False) + "\t" + body, block
 
 
 def _write(data_dir: Path, header: dict, lines: list[str], blocks: list[np.ndarray]) -> None:
@@ -174,18 +165,6 @@ def _write(data_dir: Path, header: dict, lines: list[str], blocks: list[np.ndarr
     write_atomic(statements_path(data_dir), "\n".join([json.dumps(header), *lines]) + "\n")
 
 
-def write_statements(data_dir: Path, result: StatementSet) -> None:
-    """The whole set, every article's line made anew."""
-    header = {"format": FORMAT, "key": result.key, "rules": result.rules}
-    header |= {"domain": result.domain, "model": result.model}
-    lines, blocks = [], []
-    for sid, article in result.articles.items():
-        line, arrays = _line_of(sid, article)
-        lines.append(line)
-        blocks.append(np.stack(arrays) if arrays else np.zeros((0, 1), dtype=np.float16))
-    _write(data_dir, header, lines, blocks)
-
-
 def ensure_statements(
     data_dir: Path,
     chunks_of: Callable[[str], Sequence[Chunk]],
@@ -202,7 +181,7 @@ def ensure_statements(
     domain = domain or Domain()
     key = statements_key(source_shas, domain, model_name)
     rules = rules_digest()
-    stored = _read_lines(data_dir) if read_header(data_dir) is not None else _legacy(data_dir)
+    stored = _read_lines(data_dir) or _legacy(data_dir)
     if stored is not None and stored[0].get("key") == key:
         return False, {line.source_id: line.exercises for line in stored[1]}
     identity = (rules, domain.digest, model_name)
@@ -219,9 +198,9 @@ def ensure_statements(
             statements, facts = extract_article(list(chunks_of(sid)), source_texts.get(sid, ""), domain, cues)
             if embeddings is not None and statements:
                 statements = _embedded(statements, embeddings)
-            line, arrays = _line_of(sid, ArticleStatements(sha=sha, statements=statements, exercises=facts))
+            line, block = _line_of(sid, ArticleStatements(sha=sha, statements=statements, exercises=facts))
             lines.append(line)
-            blocks.append(np.stack(arrays) if arrays else np.zeros((0, 1), dtype=np.float16))
+            blocks.append(block)
             exercises[sid] = facts
         else:
             kept = reusable[sid]
@@ -259,15 +238,16 @@ def _legacy(data_dir: Path) -> tuple[dict, list[_Line], np.ndarray] | None:
         for sid, article in old.articles.items():
             for st in article.statements:
                 st._array = matrix[st.row] if st.row >= 0 else None
-            text, arrays = _line_of(sid, article)
+            text, block = _line_of(sid, article)
             head, body = text.split("\t", 1)
             lines.append(_Line(**json.loads(head), head=head, body=body, start=start))
-            blocks.append(np.stack(arrays) if arrays else np.zeros((0, matrix.shape[1]), dtype=np.float16))
-            start += len(arrays)
+            blocks.append(block)
+            start += len(block)
     except (OSError, ValueError, IndexError, TypeError):
         return None
     header = {"format": FORMAT, "key": "", "rules": old.rules, "domain": old.domain, "model": old.model}
-    return header, lines, np.concatenate(blocks) if blocks else matrix[:0]
+    filled = [b for b in blocks if len(b)]  # an article with no embedded statement: a (0, 1) block
+    return header, lines, np.concatenate(filled) if filled else matrix[:0]
 
 
 def _embedded(statements: list[Statement], embeddings: Embeddings) -> list[Statement]:
@@ -335,9 +315,6 @@ class Knowledge:
             self.exercises.get(key, []), key=lambda f: (f.steps is None, f.dose is None, f.source_id)
         )
 
-    def exercise_facts(self) -> dict[str, list[ExerciseFact]]:
-        return {sid: list(a.exercises) for sid, a in self.set.articles.items()}
-
     def facts_in(self, chunk_ids: Iterable[str]) -> list[tuple[int, ExerciseFact]]:
         """The exercises named in these chunks, each with its place in the exercises' order."""
         return [pair for cid in chunk_ids for pair in self.facts_by_chunk.get(cid, [])]
@@ -391,21 +368,13 @@ class Knowledge:
         """The embedded statements `select` keeps, closest to `vector` first. The selection and its
         matrix are built once per `key` (the predicate itself when none is given)."""
         rows = self._selection(key if key is not None else select, select)
-        if rows.matrix.shape[0] == 0 or rows.matrix.shape[1] != vector.shape[0]:
-            return []
-        scores = rows.matrix @ vector
-        order = np.argsort(-scores, kind="stable")
-        return [(float(scores[i]), rows.statements[i]) for i in order]
+        return [(score, rows.statements[i]) for score, i in rows.closest(vector)]
 
     def ranked_exercises(self, vector: np.ndarray) -> list[tuple[float, ExerciseFact]]:
         """Every exercise fact by how close the statement that names it is to `vector`, closest first
         (a fact named in several statements comes once per statement)."""
         rows = self._selection("exercise naming", None)
-        if rows.matrix.shape[0] == 0 or rows.matrix.shape[1] != vector.shape[0]:
-            return []
-        scores = rows.matrix @ vector
-        order = np.argsort(-scores, kind="stable")
-        return [(float(scores[i]), rows.facts[i]) for i in order]
+        return [(score, rows.facts[i]) for score, i in rows.closest(vector)]
 
     def _selection(self, key: object, select: Callable[[Statement], bool] | None) -> _Rows:
         if (rows := self._selections.get(key)) is not None:
@@ -444,3 +413,10 @@ class _Rows:
     statements: list[Statement]
     facts: list[ExerciseFact]
     matrix: np.ndarray
+
+    def closest(self, vector: np.ndarray) -> list[tuple[float, int]]:
+        """Row numbers by closeness to `vector`, closest first (ties in row order), with the scores."""
+        if self.matrix.shape[0] == 0 or self.matrix.shape[1] != vector.shape[0]:
+            return []
+        scores = self.matrix @ vector
+        return [(float(scores[i]), int(i)) for i in np.argsort(-scores, kind="stable")]

@@ -67,13 +67,6 @@ class RunningBot:
         assert self.failure is None, repr(self.failure)
 
 
-@pytest.fixture
-async def api():
-    standin = await BotApiStandIn(token=TOKEN).start()
-    yield standin
-    await standin.stop()
-
-
 def bot_settings(data_dir: Path, api: BotApiStandIn, **extra: object) -> Settings:
     return make_bot_settings(data_dir, TELEGRAM_BOT_TOKEN=TOKEN, telegram_base_url=api.base_url, **extra)
 

@@ -100,10 +100,3 @@ async def test_coach_bot_on_postgresql_answers_and_never_logs_the_password(
     assert process.returncode == 0, output
     assert "bot state at postgresql+psycopg://coach:***@127.0.0.1" in output
     assert postgres.password not in output
-
-
-@pytest.fixture
-async def api():
-    standin = await BotApiStandIn(token=TOKEN).start()
-    yield standin
-    await standin.stop()

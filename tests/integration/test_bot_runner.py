@@ -19,15 +19,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def api():
-    from tests.integration.test_bot import TOKEN
-
-    standin = await BotApiStandIn(token=TOKEN).start()
-    yield standin
-    await standin.stop()
-
-
-@pytest.fixture
 async def bot(api: BotApiStandIn, service: CoachService, tmp_path: Path):
     running = await RunningBot(bot_settings(tmp_path / "bot-data", api), service).start()
     yield running

@@ -24,10 +24,10 @@ from coach.state import State
 from coach.text import collapse
 from tests.botapi import BotApiStandIn, Fault, callback, message, parse_html
 from tests.conftest import CORPUS, make_bot_settings
+from tests.integration.test_bot import TOKEN
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "123456789:AAE-test_Token-never-logged-0123456789"
 CHAT = 42
 
 
@@ -80,13 +80,6 @@ class Bot:
     async def next_due(self, chat_id: int = CHAT) -> datetime | None:
         sub = await self.state.subscription(chat_id)
         return sub.next_due_at if sub is not None else None
-
-
-@pytest.fixture
-async def api():
-    standin = await BotApiStandIn(token=TOKEN).start()
-    yield standin
-    await standin.stop()
 
 
 @pytest.fixture

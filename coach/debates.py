@@ -912,17 +912,16 @@ class _Group:
         self.count = 0
         self.add(sides)
 
-    def centre(self) -> np.ndarray:
-        mean = self.total / max(self.count, 1)
-        return mean / (np.linalg.norm(mean) or 1)
-
     def add(self, sides: list[Side]) -> None:
+        fresh = []
         for _label, claims in sides:
             for c in claims:
                 if c.quote not in self.quotes:
                     self.quotes.add(c.quote)
-                    self.total += c.vector
-                    self.count += 1
+                    fresh.append(c.vector)
+        if fresh:  # one sum (a negation can have hundreds of holders), not a vector addition per claim
+            self.total += np.asarray(fresh, dtype=np.float64).sum(axis=0)
+            self.count += len(fresh)
         if self.rule == "frequency":
             by_sessions = {_sessions(next(iter(mine.values()))): (label, mine) for label, mine in self.sides}
             for label, claims in sides:
@@ -952,13 +951,13 @@ def _sessions(claim: Claim) -> float:
 def _merge(found: list[Found]) -> list[Found]:
     """One entry per question: a found disagreement joins the first earlier one of its rule that shares
     a claim with it, or whose claims are on average this close (MERGE). Each group keeps its quotes in a
-    set and its vectors as a sum (a row of one matrix, compared with the new one in one product), so
-    this is linear in what is found (it compared every pair's claims)."""
+    set and its mean vector as a row of one matrix, compared with the new one in one product, so this is
+    linear in what is found (it compared every pair's claims)."""
     groups: list[_Group] = []
     by_quote: dict[tuple[str, str], list[int]] = {}
-    totals: np.ndarray | None = None  # each group's vector sum, a row per group
-    counts = np.zeros(len(found), dtype=np.float64)
-    rules = np.empty(len(found), dtype=object)
+    centres: np.ndarray | None = None  # each group's mean claim vector at unit length, a row per group
+    rule_ids: dict[str, int] = {}
+    rules = np.zeros(len(found), dtype=np.int64)
     for sides, rule, topic in found:
         quotes = {c.quote for _, claims in sides for c in claims}
         sharing = sorted({g for q in quotes for g in by_quote.get((rule, q), ())})
@@ -966,23 +965,21 @@ def _merge(found: list[Found]) -> list[Found]:
         centre = np.mean([c.vector for _, claims in sides for c in claims], axis=0)
         centre = centre / (np.linalg.norm(centre) or 1)
         limit = len(groups) if target is None else target
-        if limit and totals is not None:
-            means = totals[:limit] / np.maximum(counts[:limit], 1)[:, None]
-            norms = np.linalg.norm(means, axis=1)
-            close = (means @ centre) / np.where(norms == 0, 1, norms) >= MERGE
-            first = np.flatnonzero(close & (rules[:limit] == rule))
+        code = rule_ids.setdefault(rule, len(rule_ids))
+        if limit and centres is not None:
+            first = np.flatnonzero((centres[:limit] @ centre >= MERGE) & (rules[:limit] == code))
             if len(first):
                 target = int(first[0])
         if target is None:
             groups.append(_Group(sides, rule, topic))
             target = len(groups) - 1
-            if totals is None:
-                totals = np.zeros((len(found), len(centre)), dtype=np.float64)
-            rules[target] = rule
+            if centres is None:
+                centres = np.zeros((len(found), len(centre)), dtype=np.float64)
+            rules[target] = code
         else:
             groups[target].add(sides)
-        totals[target] = groups[target].total  # type: ignore[index]
-        counts[target] = groups[target].count
+        mean = groups[target].total / max(groups[target].count, 1)
+        centres[target] = mean / (np.linalg.norm(mean) or 1)  # type: ignore[index]
         for q in quotes:
             by_quote.setdefault((rule, q), [])
             if target not in by_quote[(rule, q)]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -47,6 +48,17 @@ class BagOfWords(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self._vector(text)
+
+
+class Recording(BagOfWords):
+    """The same, keeping every text it is asked to embed."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return super().embed_documents(texts)
 
 
 def fake_embeddings() -> NamedEmbeddings:
@@ -90,6 +102,18 @@ def test_first_ingest_analyses_each_article_once_and_stores_every_part(library) 
     assert stored is not None
     assert len(stored[0].chunks) == first.chunks_total
     assert public(read_map(settings.data_dir)) == public(fresh_map(settings))
+
+
+def test_each_text_reaches_the_model_once_in_an_ingest(tmp_path) -> None:
+    """The typed statements and the map's claims are mostly the same sentences, and the generated
+    articles repeat sentences (as libraries do): an ingest embeds each distinct text once."""
+    corpus = write_library(tmp_path / "corpus", ARTICLES)
+    model = Recording()
+    report = run_ingest(
+        make_settings(tmp_path / "data", corpus), NamedEmbeddings(model, name="fake-bag-of-words", dim=64)
+    )
+    assert len(model.texts) > report.chunks_embedded  # sentences were embedded besides the chunks
+    assert {text: n for text, n in Counter(model.texts).items() if n > 1} == {}
 
 
 def test_unchanged_reingest_recomputes_nothing(library) -> None:

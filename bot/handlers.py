@@ -329,20 +329,29 @@ async def deliver(context: CoachContext, chat_id: int, text: str, asked: str, **
     try:
         await send_html(context, chat_id, text, **kwargs)
     except TimedOut as exc:  # it has most likely arrived, late: say so rather than send it twice
-        log.warning("chat %s: sending the answer timed out (%s)", chat_id, exc)
-        try:
-            await send_html(context, chat_id, UNSURE.format(question=esc(short)))
-        except TelegramError as again:
-            log.error("chat %s: could not report the timed-out answer either (%s)", chat_id, again)
+        await _notice(
+            context, chat_id, UNSURE.format(question=esc(short)), "sending the answer timed out", exc
+        )
         return False
     except TelegramError as exc:
-        log.warning("chat %s: answer not delivered after retries (%s)", chat_id, exc)
-        try:
-            await send_html(context, chat_id, UNDELIVERED.format(question=esc(short)))
-        except TelegramError as again:
-            log.error("chat %s: could not report the undelivered answer either (%s)", chat_id, again)
+        await _notice(
+            context,
+            chat_id,
+            UNDELIVERED.format(question=esc(short)),
+            "answer not delivered after retries",
+            exc,
+        )
         return False
     return True
+
+
+async def _notice(context: CoachContext, chat_id: int, notice: str, what: str, exc: TelegramError) -> None:
+    """Log what happened to an answer and tell the runner; a notice that fails too is logged."""
+    log.warning("chat %s: %s (%s)", chat_id, what, exc)
+    try:
+        await send_html(context, chat_id, notice)
+    except TelegramError as again:
+        log.error("chat %s: could not tell the runner either (%s: %s)", chat_id, what, again)
 
 
 def too_fast(context: CoachContext, user_id: int) -> str:

@@ -190,7 +190,9 @@ def _without_cyclic_gc() -> Iterator[None]:
     """Ingest holds a library's analysis alive at once (at 1,000 articles over a million claims, word
     sets and statements, none in a reference cycle); CPython's cyclic collector walks all of them again
     every few thousand allocations, which was half the time of re-ingesting one edited article. Reference
-    counting still frees everything ingest drops; the collector is back on (and runs once) after."""
+    counting still frees everything ingest drops; the collector is back on after, and runs when its own
+    thresholds say (a forced full collection here would walk everything a long-lived process holds, at
+    every ingest)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -198,7 +200,6 @@ def _without_cyclic_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-            gc.collect()
 
 
 def _run_ingest(

@@ -110,7 +110,8 @@ def test_each_text_reaches_the_model_once_in_an_ingest(tmp_path) -> None:
     corpus = write_library(tmp_path / "corpus", ARTICLES)
     model = Recording()
     report = run_ingest(
-        make_settings(tmp_path / "data", corpus), NamedEmbeddings(model, name="fake-bag-of-words", dim=64)
+        make_settings(tmp_path / "data", corpus),
+        NamedEmbeddings(model, name="fake-bag-of-words", dim=BagOfWords.dim),
     )
     assert len(model.texts) > report.chunks_embedded  # sentences were embedded besides the chunks
     assert {text: n for text, n in Counter(model.texts).items() if n > 1} == {}
